@@ -1,0 +1,75 @@
+// buildApp(deps): the Fastify instance with the TypeBox provider, the one error handler, access
+// control and every route plugin. No listening here: main.ts decides that.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { registerAccess } from './api/access.js';
+import { registerAuthRoutes } from './api/auth.js';
+import { registerContentRoutes } from './api/contents.js';
+import { registerCrud } from './api/crud.js';
+import type { AppDeps } from './api/deps.js';
+import { errorHandler, notFoundHandler } from './api/errors.js';
+import { registerParamRoutes } from './api/params.js';
+import { registerPrefRoutes } from './api/prefs.js';
+
+export const BODY_LIMIT = 1024 * 1024;
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  public: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** every route with its method and whether it needs no token (drives the auth test matrix) */
+    routeTable: RouteEntry[];
+  }
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    exposeHeadRoutes: false,
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+  });
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routeTable.push({ method, url: r.url, public: Boolean((r.config as { public?: boolean } | undefined)?.public) || !r.url.startsWith('/api/') });
+  });
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+  // PATCH bodies: JSON Patch and JSON Merge Patch documents are JSON.
+  app.addContentTypeParser(['application/json-patch+json', 'application/merge-patch+json'], { parseAs: 'string' }, (req, body, done) => {
+    app.getDefaultJsonParser('error', 'ignore')(req, body as string, done);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Ironflow API', version: '1', description: 'Bare-metal provisioning: machines, boot environments, workflows, BMCs, events.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  registerAccess(app, deps);
+  registerAuthRoutes(app, deps);
+  registerCrud(app, deps);
+  registerParamRoutes(app, deps);
+  registerPrefRoutes(app, deps);
+  registerContentRoutes(app, deps);
+
+  app.get('/api/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+    const ok = deps.store.backend.ready();
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'store unavailable' });
+  });
+  return app;
+}

@@ -1,0 +1,110 @@
+// The only reader of process.env: every setting, its variable, its flag, its default and its check.
+import { isAbsolute, resolve } from 'node:path';
+
+export const Roles = ['all', 'api', 'worker'] as const;
+export type ProcessRole = (typeof Roles)[number];
+const LogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export interface Config {
+  role: ProcessRole;
+  port: number;
+  host: string;
+  tftpPort: number;
+  dataDir: string;
+  publicUrl: string | undefined;
+  contentDirs: string[];
+  logLevel: (typeof LogLevels)[number];
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  adminPassword: string | undefined;
+  secretKey: string | undefined;
+  tokenTtlSeconds: number;
+  eventsMaxLen: number;
+}
+
+interface Setting<K extends keyof Config> {
+  key: K;
+  env: string;
+  flag: string;
+  parse: (raw: string) => Config[K];
+  accepted: string;
+  help: string;
+}
+
+export class ConfigError extends Error {}
+
+const int = (min: number, max: number) => (raw: string) => {
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new ConfigError(`an integer from ${min} to ${max}`);
+  return Number(raw);
+};
+const oneOf = <T extends string>(values: readonly T[]) => (raw: string) => {
+  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(values.join(', '));
+  return raw as T;
+};
+const text = (raw: string) => raw;
+const url = (schemes: string[]) => (raw: string) => {
+  try {
+    const u = new URL(raw);
+    if (!schemes.includes(u.protocol)) throw new Error();
+  } catch {
+    throw new ConfigError(`a URL (${schemes.join(' or ')})`);
+  }
+  return raw.replace(/\/+$/, '');
+};
+
+const settings = [
+  { key: 'role', env: 'IRONFLOW_ROLE', flag: 'role', parse: oneOf(Roles), accepted: Roles.join(', '), help: 'which services this process runs' },
+  { key: 'port', env: 'IRONFLOW_PORT', flag: 'port', parse: int(0, 65535), accepted: '0-65535', help: 'HTTP port (API, boot files, metadata)' },
+  { key: 'host', env: 'IRONFLOW_HOST', flag: 'host', parse: text, accepted: 'an address', help: 'address to listen on' },
+  { key: 'tftpPort', env: 'IRONFLOW_TFTP_PORT', flag: 'tftp-port', parse: int(0, 65535), accepted: '0-65535 (0 disables TFTP)', help: 'TFTP port; 0 disables TFTP' },
+  { key: 'dataDir', env: 'IRONFLOW_DATA_DIR', flag: 'data-dir', parse: (r: string) => (isAbsolute(r) ? r : resolve(r)), accepted: 'a directory', help: 'embedded Redis data, static files, generated keys' },
+  { key: 'publicUrl', env: 'IRONFLOW_PUBLIC_URL', flag: 'public-url', parse: url(['http:', 'https:']), accepted: 'an http(s) URL', help: 'how machines reach this server (default: from the request Host header)' },
+  { key: 'contentDirs', env: 'IRONFLOW_CONTENT_DIRS', flag: 'content-dirs', parse: (r: string) => r.split(',').map((d) => d.trim()).filter(Boolean).map((d) => resolve(d)), accepted: 'comma-separated directories', help: 'extra content pack folders' },
+  { key: 'logLevel', env: 'IRONFLOW_LOG_LEVEL', flag: 'log-level', parse: oneOf(LogLevels), accepted: LogLevels.join(', '), help: 'log level' },
+  { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', parse: url(['redis:', 'rediss:', 'redis+sentinel:', 'redis+cluster:', 'unix:']), accepted: 'a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix: URL', help: 'Redis to use; unset = start an embedded redis-server' },
+  { key: 'redisPrefix', env: 'IRONFLOW_REDIS_PREFIX', flag: 'redis-prefix', parse: (r: string) => { if (!/^[A-Za-z0-9_-]{1,64}$/.test(r)) throw new ConfigError('letters, digits, - and _'); return r; }, accepted: 'letters, digits, - and _', help: 'namespace of all Redis keys (several installations may share one Redis)' },
+  { key: 'adminPassword', env: 'IRONFLOW_ADMIN_PASSWORD', flag: 'admin-password', parse: (r: string) => { if (r.length < 8) throw new ConfigError('at least 8 characters'); return r; }, accepted: 'at least 8 characters', help: 'password of the admin user created on first start' },
+  { key: 'secretKey', env: 'IRONFLOW_SECRET_KEY', flag: 'secret-key', parse: (r: string) => { if (!/^[0-9a-fA-F]{64}$/.test(r)) throw new ConfigError('64 hex characters (32 bytes)'); return r.toLowerCase(); }, accepted: '64 hex characters', help: 'server key (token signing, encryption); default: generated in the data dir' },
+  { key: 'tokenTtlSeconds', env: 'IRONFLOW_TOKEN_TTL', flag: 'token-ttl', parse: int(60, 31_536_000), accepted: '60-31536000', help: 'lifetime of user tokens in seconds' },
+  { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
+] as const satisfies readonly Setting<keyof Config>[];
+
+const defaults: Config = {
+  role: 'all',
+  port: 8080,
+  host: '0.0.0.0',
+  tftpPort: 69,
+  dataDir: resolve('data'),
+  publicUrl: undefined,
+  contentDirs: [],
+  logLevel: 'info',
+  redisUrl: undefined,
+  redisPrefix: 'ironflow',
+  adminPassword: undefined,
+  secretKey: undefined,
+  tokenTtlSeconds: 86_400,
+  eventsMaxLen: 100_000,
+};
+
+/** The settings table (for `ironflow serve --help` and the README). */
+export function describeSettings(): { env: string; flag: string; accepted: string; help: string; default: string }[] {
+  return settings.map((s) => ({ env: s.env, flag: `--${s.flag}`, accepted: s.accepted, help: s.help, default: String(defaults[s.key] ?? '') }));
+}
+
+/** Reads flags (`--port 9000` or `--port=9000`) over environment variables over defaults; throws ConfigError naming the culprit. */
+export function loadConfig(env: Record<string, string | undefined>, flags: Record<string, string | undefined> = {}): Config {
+  const cfg: Config = { ...defaults };
+  for (const s of settings) {
+    const fromFlag = flags[s.flag];
+    const raw = fromFlag ?? env[s.env];
+    if (raw === undefined || raw === '') continue;
+    try {
+      (cfg as unknown as Record<string, unknown>)[s.key] = s.parse(raw);
+    } catch (err) {
+      const name = fromFlag !== undefined ? `--${s.flag}` : s.env;
+      const why = err instanceof ConfigError ? err.message : s.accepted;
+      throw new ConfigError(`invalid ${name}=${JSON.stringify(raw)}: expected ${why}`);
+    }
+  }
+  return cfg;
+}

@@ -1,0 +1,70 @@
+// Loads the param layers of a machine, profile or stage from the store, for the pure resolver.
+import type { StoredObject } from '../models/common.js';
+import type { ObjectStore } from '../store/objects.js';
+import { aggregateParams, lookupParam, orderProfiles, type Lookup, type ParamDefaults, type ParamLayer } from './resolve.js';
+
+type Owner = { prefix: 'machines' | 'profiles' | 'stages'; obj: StoredObject };
+
+const paramsOf = (o: StoredObject | undefined) => (o?.params as Record<string, unknown> | undefined) ?? {};
+const profilesOf = (o: StoredObject | undefined) => (o?.profiles as string[] | undefined) ?? [];
+
+export class ParamResolver {
+  constructor(private readonly store: ObjectStore) {}
+
+  /** Fetches every profile reachable from `roots` (breadth by breadth, one round trip per depth). */
+  private async profileMap(roots: string[]): Promise<Map<string, StoredObject>> {
+    const map = new Map<string, StoredObject>();
+    let frontier = [...new Set(roots)];
+    while (frontier.length > 0) {
+      const fetched = await this.store.getMany('profiles', frontier);
+      for (const p of fetched) map.set(p.name as string, p);
+      frontier = [...new Set(fetched.flatMap(profilesOf))].filter((n) => !map.has(n));
+    }
+    return map;
+  }
+
+  async layers(owner: Owner): Promise<ParamLayer[]> {
+    const { prefix, obj } = owner;
+    const stage = prefix === 'machines' && obj.stage ? await this.store.get('stages', obj.stage as string) : prefix === 'stages' ? obj : undefined;
+    const ownProfiles = prefix === 'stages' ? [] : profilesOf(obj);
+    const stageProfiles = profilesOf(stage);
+    const profiles = await this.profileMap([...ownProfiles, ...stageProfiles, 'global']);
+    const nested = (n: string) => profilesOf(profiles.get(n));
+    const layer = (name: string): ParamLayer => ({ source: `profiles/${name}`, params: paramsOf(profiles.get(name)) });
+    const key = prefix === 'machines' ? (obj.uuid as string) : (obj.name as string);
+    const out: ParamLayer[] = [];
+    if (prefix !== 'stages') out.push({ source: `${prefix}/${key}`, params: paramsOf(obj) });
+    const chain = orderProfiles(ownProfiles, nested).filter((n) => !(prefix === 'profiles' && n === key));
+    out.push(...chain.filter((n) => n !== 'global').map(layer));
+    if (stage) {
+      out.push({ source: `stages/${stage.name as string}`, params: paramsOf(stage) });
+      out.push(...orderProfiles(stageProfiles, nested).filter((n) => n !== 'global' && !chain.includes(n)).map(layer));
+    }
+    if (!(prefix === 'profiles' && key === 'global')) out.push(layer('global'));
+    return out;
+  }
+
+  /** Schema defaults of the named Params (or of every Param when `names` is omitted). */
+  async defaults(names?: string[]): Promise<ParamDefaults> {
+    const defs = names
+      ? await this.store.getMany('params', names)
+      : (await this.store.list('params', { filters: [], reverse: false, offset: 0, limit: 1000, slim: [] })).items;
+    const map = new Map<string, unknown>();
+    for (const d of defs) {
+      const schema = d.schema as Record<string, unknown> | undefined;
+      if (schema && 'default' in schema) map.set(d.name as string, schema.default);
+    }
+    return {
+      get: (n) => (map.has(n) ? { found: true, value: map.get(n) } : { found: false }),
+      names: () => map.keys(),
+    };
+  }
+
+  async lookup(owner: Owner, name: string): Promise<Lookup> {
+    return lookupParam(await this.layers(owner), await this.defaults([name]), name);
+  }
+
+  async aggregate(owner: Owner): Promise<Record<string, { value: unknown; source: string }>> {
+    return aggregateParams(await this.layers(owner), await this.defaults());
+  }
+}

@@ -1,0 +1,39 @@
+// Builds the server's long-lived services from a config and a backend; shared by `serve` and tests.
+import type { Logger } from 'pino';
+import type { AppDeps } from './api/deps.js';
+import { AuthGuard } from './auth/guard.js';
+import { loadServerKey, type ServerKey } from './auth/server-key.js';
+import { TokenSigner } from './auth/tokens.js';
+import { ensureAdmin, userHooks } from './auth/users.js';
+import type { Config } from './config.js';
+import { loadStartupContent } from './content/startup.js';
+import { checkParamValues } from './params/check.js';
+import { ParamResolver } from './params/layers.js';
+import type { Backend } from './store/backend.js';
+import { ObjectStore } from './store/objects.js';
+import { PrefsService } from './store/prefs.js';
+
+export interface Services extends AppDeps {
+  serverKey: ServerKey;
+}
+
+export function buildServices(config: Config, backend: Backend, log: Logger): Services {
+  let prefs: PrefsService | undefined;
+  const store = new ObjectStore(backend, {
+    hooks: { users: userHooks },
+    prefs: () => prefs!.all(),
+    checkParams: checkParamValues,
+  });
+  prefs = new PrefsService(backend, async (prefix, key) => (await store.get(prefix, key)) !== undefined);
+  const serverKey = loadServerKey(config.secretKey, config.dataDir);
+  const signer = new TokenSigner(serverKey.derive('token-signing'));
+  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey };
+}
+
+/** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */
+export async function initialiseStore(s: Services, contentDirs: string[]): Promise<void> {
+  await s.store.ensureBuiltins();
+  await loadStartupContent(s.store, contentDirs, s.log);
+  await s.store.ensureBuiltins();
+  await ensureAdmin(s.store, s.config.adminPassword, s.config.dataDir, s.log);
+}

@@ -1,0 +1,77 @@
+// Builds a real Ironflow app (Fastify inject) over the shared test Redis with a private key prefix,
+// or over the memory backend; loads the fixture content pack; issues tokens per role.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { buildApp } from '../../src/app.js';
+import { issueUserToken } from '../../src/auth/users.js';
+import { loadConfig } from '../../src/config.js';
+import { SystemPrincipal } from '../../src/models/principal.js';
+import type { Backend } from '../../src/store/backend.js';
+import { storeKeys } from '../../src/store/keys.js';
+import { MemoryBackend } from '../../src/store/memory-backend.js';
+import { RedisBackend } from '../../src/store/redis-backend.js';
+import { buildServices, initialiseStore, type Services } from '../../src/services.js';
+import { testRedisUrl, uniquePrefix } from './redis.js';
+
+export const FIXTURE_CONTENT = join(import.meta.dirname, '..', 'fixtures', 'content');
+export const ADMIN_PASSWORD = 'admin-password-1';
+
+export interface TestApp {
+  app: FastifyInstance;
+  services: Services;
+  redis?: Redis;
+  prefix: string;
+  token(role?: 'admin' | 'operator' | 'readonly'): Promise<string>;
+  /** inject with an admin token unless `auth: false` or an explicit authorization header */
+  call(opts: InjectOptions & { auth?: boolean | string }): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(opts: { backend?: 'redis' | 'memory'; content?: string[] } = {}): Promise<TestApp> {
+  const prefix = uniquePrefix('app');
+  const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-test-'));
+  const config = loadConfig({ IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: prefix, IRONFLOW_LOG_LEVEL: 'silent' });
+  let redis: Redis | undefined;
+  let backend: Backend;
+  if (opts.backend === 'memory') {
+    backend = new MemoryBackend();
+  } else {
+    redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 1 });
+    backend = new RedisBackend({ redis, keys: storeKeys(prefix), eventsMaxLen: 10_000 });
+  }
+  const services = buildServices(config, backend, pino({ level: 'silent' }));
+  await initialiseStore(services, opts.content ?? [FIXTURE_CONTENT]);
+  const app = await buildApp(services);
+  const tokens = new Map<string, string>();
+  const token = async (role: 'admin' | 'operator' | 'readonly' = 'admin') => {
+    const cached = tokens.get(role);
+    if (cached) return cached;
+    if (role !== 'admin' && !(await services.store.get('users', role))) {
+      await services.store.create('users', { name: role, role, password: `${role}-password-1` }, { principal: SystemPrincipal });
+    }
+    const t = (await issueUserToken(services.store, services.signer, role, role === 'admin' ? ADMIN_PASSWORD : `${role}-password-1`, 3600)).token;
+    tokens.set(role, t);
+    return t;
+  };
+  return {
+    app,
+    services,
+    redis,
+    prefix,
+    token,
+    async call(o) {
+      const { auth = true, ...inject } = o;
+      const headers = { ...(inject.headers ?? {}) } as Record<string, string>;
+      if (auth !== false && headers.authorization === undefined) headers.authorization = `Bearer ${typeof auth === 'string' ? auth : await token('admin')}`;
+      return app.inject({ ...inject, headers });
+    },
+    async close() {
+      await app.close();
+      redis?.disconnect();
+    },
+  };
+}
