@@ -44,6 +44,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  // Only JSON (and YAML bundles for content): any other body is a 415, not a string to validate.
+  app.removeContentTypeParser('text/plain');
   // PATCH bodies: JSON Patch and JSON Merge Patch documents are JSON.
   app.addContentTypeParser(['application/json-patch+json', 'application/merge-patch+json'], { parseAs: 'string' }, (req, body, done) => {
     app.getDefaultJsonParser('error', 'ignore')(req, body as string, done);

@@ -39,6 +39,11 @@ export function pagingHeaders(request: FastifyRequest, reply: FastifyReply, tota
   if (links.length > 0) void reply.header('Link', links.join(', '));
 }
 
+/** Sends any JSON value as JSON (Fastify would send a bare string as text/plain). */
+export function sendJson(reply: FastifyReply, value: unknown): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(JSON.stringify(value ?? null));
+}
+
 export function decodedKey(raw: string | undefined): string {
   if (!raw) throw new AppError('NOT_FOUND', 'missing key');
   return raw;

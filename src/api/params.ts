@@ -6,7 +6,7 @@ import type { KindDef, StoredObject } from '../models/common.js';
 import { Kinds } from '../models/registry.js';
 import { applyPatch } from '../store/patch.js';
 import type { AppDeps } from './deps.js';
-import { etag, ifMatch, patchDoc } from './http.js';
+import { etag, ifMatch, patchDoc, sendJson } from './http.js';
 
 const pointer = (name: string) => `/params/${name.replace(/~/g, '~0').replace(/\//g, '~1')}`;
 
@@ -55,7 +55,7 @@ function registerFor(app: FastifyInstance, deps: AppDeps, kind: KindDef): void {
     return mapOf(obj);
   });
 
-  app.get(`${base}/*`, { schema: { tags, summary: 'One param (?aggregate=true resolves it)' }, config }, async (req) => {
+  app.get(`${base}/*`, { schema: { tags, summary: 'One param (?aggregate=true resolves it)' }, config }, async (req, reply) => {
     const name = nameOf(req);
     const o = await owner(req);
     if (aggregate(req)) {
@@ -65,20 +65,20 @@ function registerFor(app: FastifyInstance, deps: AppDeps, kind: KindDef): void {
     }
     const map = mapOf(o.obj);
     if (!Object.prototype.hasOwnProperty.call(map, name)) throw new AppError('NOT_FOUND', `param ${name} is not set on ${prefix}/${(req.params as { key: string }).key}`);
-    return map[name];
+    return sendJson(reply, map[name]);
   });
 
   app.put(`${base}/*`, { schema: { tags, summary: 'Set one param (body: the JSON value)' }, config }, async (req, reply) => {
     const obj = await write(req, [{ op: 'add', path: pointer(nameOf(req)), value: req.body ?? null }]);
     void reply.header('ETag', etag(obj.revision));
-    return mapOf(obj)[nameOf(req)];
+    return sendJson(reply, mapOf(obj)[nameOf(req)]);
   });
 
-  app.delete(`${base}/*`, { schema: { tags, summary: 'Remove one param' }, config }, async (req) => {
+  app.delete(`${base}/*`, { schema: { tags, summary: 'Remove one param' }, config }, async (req, reply) => {
     const name = nameOf(req);
     const map = mapOf((await owner(req)).obj);
     if (!Object.prototype.hasOwnProperty.call(map, name)) throw new AppError('NOT_FOUND', `param ${name} is not set on ${prefix}/${(req.params as { key: string }).key}`);
     await write(req, [{ op: 'remove', path: pointer(name) }]);
-    return map[name];
+    return sendJson(reply, map[name]);
   });
 }
