@@ -8,7 +8,7 @@ let uuid: string;
 const json = (value: unknown) => ({ headers: { 'content-type': 'application/json' }, payload: JSON.stringify(value) });
 beforeAll(async () => {
   t = await createTestApp();
-  const post = (url: string, payload: unknown) => t.call({ method: 'POST', url, payload });
+  const post = (url: string, payload: Record<string, unknown>) => t.call({ method: 'POST', url, payload });
   await post('/api/v1/params', { name: 'level', schema: { type: 'integer', minimum: 0, default: 7 } });
   await post('/api/v1/profiles', { name: 'nested', params: { nestedOnly: 'nested', shared: 'nested' } });
   await post('/api/v1/profiles', { name: 'first', profiles: ['nested'], params: { shared: 'first', firstOnly: 'first' } });
