@@ -7,9 +7,8 @@ import { buildApp } from './app.js';
 import { loadConfig, type Config } from './config.js';
 import { connectRedis } from './store/connect.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embedded-redis.js';
-import { storeKeys } from './store/keys.js';
-import { RedisBackend } from './store/redis-backend.js';
 import { buildServices, initialiseStore } from './services.js';
+import { startWorkers } from './workers.js';
 
 /** The folder holding content/ and templates/ (the package root, for both src/ under tsx and dist/). */
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,12 +37,16 @@ export async function serve(flags: Record<string, string | undefined>): Promise<
 }
 
 async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () => Promise<void>): Promise<void> {
-  const redis = connectRedis(redisUrl, { name: `ironflow-${config.role}` });
-  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection problem'));
-  const keys = storeKeys(config.redisPrefix);
-  const backend = new RedisBackend({ redis, keys, eventsMaxLen: config.eventsMaxLen });
-  const services = buildServices(config, backend, log);
-  await checkServerKey(redis, keys.extra('server-key-fingerprint'), services.serverKey.fingerprint());
+  const connections: ReturnType<typeof connectRedis>[] = [];
+  const connect = (opts: { blocking?: boolean; name: string }) => {
+    const c = connectRedis(redisUrl, opts);
+    c.on('error', (err) => log.warn({ err: err.message, connection: opts.name }, 'redis connection problem'));
+    connections.push(c);
+    return c;
+  };
+  const redis = connect({ name: `ironflow-${config.role}` });
+  const services = buildServices(config, redis, connect, log);
+  await checkServerKey(redis, services.keys.extra('server-key-fingerprint'), services.serverKey.fingerprint());
 
   const closers: (() => Promise<void>)[] = [];
   if (config.role === 'all' || config.role === 'api') {
@@ -56,7 +59,10 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
     }
     closers.push(() => app.close());
   }
-  if (config.role === 'worker') log.info('worker role started');
+  if (config.role === 'all' || config.role === 'worker') {
+    closers.push(...(await startWorkers(services)));
+    log.info('worker role started');
+  }
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -68,7 +74,8 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
       process.exit(1);
     }, 30_000);
     for (const close of closers.reverse()) await close().catch((err) => log.error({ err }, 'close failed'));
-    await redis.quit().catch(() => redis.disconnect());
+    services.bus.close();
+    await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     await stopRedis();
     clearTimeout(timer);
     log.flush();

@@ -1,4 +1,5 @@
 // Builds the server's long-lived services from a config and a backend; shared by `serve` and tests.
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AppDeps } from './api/deps.js';
 import { AuthGuard } from './auth/guard.js';
@@ -7,17 +8,28 @@ import { TokenSigner } from './auth/tokens.js';
 import { ensureAdmin, userHooks } from './auth/users.js';
 import type { Config } from './config.js';
 import { loadStartupContent } from './content/startup.js';
+import { EventBus } from './events/bus.js';
 import { checkParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
-import type { Backend } from './store/backend.js';
+import { storeKeys, type StoreKeys } from './store/keys.js';
 import { ObjectStore } from './store/objects.js';
 import { PrefsService } from './store/prefs.js';
+import { RedisBackend } from './store/redis-backend.js';
+
+/** Opens another Redis connection to the same server (`blocking` for BullMQ workers and stream readers). */
+export type Connect = (opts: { blocking?: boolean; name: string }) => Redis;
 
 export interface Services extends AppDeps {
   serverKey: ServerKey;
+  keys: StoreKeys;
+  redis: Redis;
+  connect: Connect;
+  bus: EventBus;
 }
 
-export function buildServices(config: Config, backend: Backend, log: Logger): Services {
+export function buildServices(config: Config, redis: Redis, connect: Connect, log: Logger): Services {
+  const keys = storeKeys(config.redisPrefix);
+  const backend = new RedisBackend({ redis, keys, eventsMaxLen: config.eventsMaxLen });
   let prefs: PrefsService | undefined;
   const store = new ObjectStore(backend, {
     hooks: { users: userHooks },
@@ -27,7 +39,8 @@ export function buildServices(config: Config, backend: Backend, log: Logger): Se
   prefs = new PrefsService(backend, async (prefix, key) => (await store.get(prefix, key)) !== undefined);
   const serverKey = loadServerKey(config.secretKey, config.dataDir);
   const signer = new TokenSigner(serverKey.derive('token-signing'));
-  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey };
+  const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
+  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

@@ -10,10 +10,6 @@ import { buildApp } from '../../src/app.js';
 import { issueUserToken } from '../../src/auth/users.js';
 import { loadConfig } from '../../src/config.js';
 import { SystemPrincipal } from '../../src/models/principal.js';
-import type { Backend } from '../../src/store/backend.js';
-import { storeKeys } from '../../src/store/keys.js';
-import { MemoryBackend } from '../../src/store/memory-backend.js';
-import { RedisBackend } from '../../src/store/redis-backend.js';
 import { buildServices, initialiseStore, type Services } from '../../src/services.js';
 import { testRedisUrl, uniquePrefix } from './redis.js';
 
@@ -23,7 +19,7 @@ export const ADMIN_PASSWORD = 'admin-password-1';
 export interface TestApp {
   app: FastifyInstance;
   services: Services;
-  redis?: Redis;
+  redis: Redis;
   prefix: string;
   token(role?: 'admin' | 'operator' | 'readonly'): Promise<string>;
   /** inject with an admin token unless `auth: false` or an explicit authorization header */
@@ -31,19 +27,18 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(opts: { backend?: 'redis' | 'memory'; content?: string[] } = {}): Promise<TestApp> {
+export async function createTestApp(opts: { content?: string[] } = {}): Promise<TestApp> {
   const prefix = uniquePrefix('app');
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-test-'));
   const config = loadConfig({ IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: prefix, IRONFLOW_LOG_LEVEL: 'silent' });
-  let redis: Redis | undefined;
-  let backend: Backend;
-  if (opts.backend === 'memory') {
-    backend = new MemoryBackend();
-  } else {
-    redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 1 });
-    backend = new RedisBackend({ redis, keys: storeKeys(prefix), eventsMaxLen: 10_000 });
-  }
-  const services = buildServices(config, backend, pino({ level: 'silent' }));
+  const connections: Redis[] = [];
+  const connect = (o: { blocking?: boolean }) => {
+    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: o.blocking ? null : 1 });
+    connections.push(c);
+    return c;
+  };
+  const redis = connect({});
+  const services = buildServices(config, redis, connect, pino({ level: 'silent' }));
   await initialiseStore(services, opts.content ?? [FIXTURE_CONTENT]);
   const app = await buildApp(services);
   const tokens = new Map<string, string>();
@@ -71,7 +66,8 @@ export async function createTestApp(opts: { backend?: 'redis' | 'memory'; conten
     },
     async close() {
       await app.close();
-      redis?.disconnect();
+      services.bus.close();
+      connections.forEach((c) => c.disconnect());
     },
   };
 }
