@@ -8,6 +8,7 @@ import { registerAccess } from './api/access.js';
 import { registerAuthRoutes } from './api/auth.js';
 import { registerContentRoutes } from './api/contents.js';
 import { registerCrud } from './api/crud.js';
+import { registerMachineTokenRoutes } from './api/machine-tokens.js';
 import type { AppDeps } from './api/deps.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
 import { registerParamRoutes } from './api/params.js';
@@ -67,6 +68,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerParamRoutes(app, deps);
   registerPrefRoutes(app, deps);
   registerContentRoutes(app, deps);
+  registerMachineTokenRoutes(app, deps);
 
   app.get('/api/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {

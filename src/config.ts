@@ -20,6 +20,7 @@ export interface Config {
   secretKey: string | undefined;
   tokenTtlSeconds: number;
   eventsMaxLen: number;
+  timelineMaxLen: number;
 }
 
 interface Setting<K extends keyof Config> {
@@ -66,6 +67,7 @@ const settings = [
   { key: 'adminPassword', env: 'IRONFLOW_ADMIN_PASSWORD', flag: 'admin-password', parse: (r: string) => { if (r.length < 8) throw new ConfigError('at least 8 characters'); return r; }, accepted: 'at least 8 characters', help: 'password of the admin user created on first start' },
   { key: 'secretKey', env: 'IRONFLOW_SECRET_KEY', flag: 'secret-key', parse: (r: string) => { if (!/^[0-9a-fA-F]{64}$/.test(r)) throw new ConfigError('64 hex characters (32 bytes)'); return r.toLowerCase(); }, accepted: '64 hex characters', help: 'server key (token signing, encryption); default: generated in the data dir' },
   { key: 'tokenTtlSeconds', env: 'IRONFLOW_TOKEN_TTL', flag: 'token-ttl', parse: int(60, 31_536_000), accepted: '60-31536000', help: 'lifetime of user tokens in seconds' },
+  { key: 'timelineMaxLen', env: 'IRONFLOW_TIMELINE_MAXLEN', flag: 'timeline-maxlen', parse: int(100, 10_000_000), accepted: '100-10000000', help: 'approximate length cap of each machine\'s timeline' },
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
 ] as const satisfies readonly Setting<keyof Config>[];
 
@@ -84,6 +86,7 @@ const defaults: Config = {
   secretKey: undefined,
   tokenTtlSeconds: 86_400,
   eventsMaxLen: 100_000,
+  timelineMaxLen: 10_000,
 };
 
 /** The settings table (for `ironflow serve --help` and the README). */

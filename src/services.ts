@@ -9,6 +9,7 @@ import { ensureAdmin, userHooks } from './auth/users.js';
 import type { Config } from './config.js';
 import { loadStartupContent } from './content/startup.js';
 import { EventBus } from './events/bus.js';
+import { Timeline } from './events/timeline.js';
 import { checkParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
@@ -25,6 +26,7 @@ export interface Services extends AppDeps {
   redis: Redis;
   connect: Connect;
   bus: EventBus;
+  timeline: Timeline;
 }
 
 export function buildServices(config: Config, redis: Redis, connect: Connect, log: Logger): Services {
@@ -40,7 +42,8 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const serverKey = loadServerKey(config.secretKey, config.dataDir);
   const signer = new TokenSigner(serverKey.derive('token-signing'));
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
-  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus };
+  const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
+  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

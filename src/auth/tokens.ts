@@ -5,7 +5,7 @@ import type { Role } from '../models/users.js';
 
 export type TokenClaims =
   | { typ: 'user'; sub: string; role: Role; gen: number; iat: number; exp: number }
-  | { typ: 'machine'; sub: string; iat: number; exp: number; msk: string };
+  | { typ: 'machine'; sub: string; iat: number; exp: number; msk?: string };
 
 export class TokenSigner {
   constructor(private readonly key: Buffer) {}

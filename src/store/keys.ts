@@ -7,6 +7,8 @@ export interface StoreKeys {
   index(prefix: string, field: string): string;
   unique(prefix: string, field: string): string;
   events(): string;
+  /** a machine's own capped timeline stream */
+  timeline(machineUuid: string): string;
   prefs(): string;
   /** anything else a module needs, namespaced (e.g. `keys.extra('bmcsim', uuid)`) */
   extra(...parts: string[]): string;
@@ -21,6 +23,7 @@ export function storeKeys(base: string): StoreKeys {
     index: (prefix, field) => `${p}:i:${prefix}:${field}`,
     unique: (prefix, field) => `${p}:u:${prefix}:${field}`,
     events: () => `${p}:events`,
+    timeline: (uuid) => `${p}:tl:${uuid}`,
     prefs: () => `${p}:prefs`,
     extra: (...parts) => `${p}:x:${parts.join(':')}`,
   };
