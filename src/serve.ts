@@ -75,6 +75,7 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
     }, 30_000);
     for (const close of closers.reverse()) await close().catch((err) => log.error({ err }, 'close failed'));
     services.bus.close();
+    await services.queues.close();
     await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
     await stopRedis();
     clearTimeout(timer);

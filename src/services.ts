@@ -10,6 +10,7 @@ import type { Config } from './config.js';
 import { loadStartupContent } from './content/startup.js';
 import { EventBus } from './events/bus.js';
 import { Timeline } from './events/timeline.js';
+import { QueueClient } from './jobs/queue-client.js';
 import { checkParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
@@ -27,6 +28,7 @@ export interface Services extends AppDeps {
   connect: Connect;
   bus: EventBus;
   timeline: Timeline;
+  queues: QueueClient;
 }
 
 export function buildServices(config: Config, redis: Redis, connect: Connect, log: Logger): Services {
@@ -43,7 +45,8 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const signer = new TokenSigner(serverKey.derive('token-signing'));
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
-  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline };
+  const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
+  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

@@ -67,6 +67,7 @@ export async function createTestApp(opts: { content?: string[] } = {}): Promise<
     async close() {
       await app.close();
       services.bus.close();
+      await services.queues.close();
       connections.forEach((c) => c.disconnect());
     },
   };
