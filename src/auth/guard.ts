@@ -1,6 +1,7 @@
 // The one place that decides who may call what: authenticates a bearer token to a Principal and
 // authorises it for a route by role (SPEC 10).
 import { AppError } from '../errors.js';
+import type { StoredObject } from '../models/common.js';
 import type { Principal } from '../models/principal.js';
 import type { Role } from '../models/users.js';
 import type { ObjectStore } from '../store/objects.js';
@@ -18,8 +19,24 @@ export interface RouteAccess {
   adminOnly?: boolean;
 }
 
+/** How long an api process trusts what it read about a user (role, token generation): revocation and role changes take effect within this. */
+export const USER_CACHE_MS = 1000;
+
 export class AuthGuard {
+  private readonly users = new Map<string, { at: number; user: StoredObject | undefined }>();
+
   constructor(private readonly signer: TokenSigner, private readonly store: ObjectStore, private readonly now = () => Date.now()) {}
+
+  /** Users are read on every request; a one-second cache keeps that off the hot path. */
+  private async user(name: string): Promise<StoredObject | undefined> {
+    const hit = this.users.get(name);
+    const t = this.now();
+    if (hit && t - hit.at < USER_CACHE_MS) return hit.user;
+    const user = await this.store.get('users', name);
+    if (this.users.size > 10_000) this.users.clear();
+    this.users.set(name, { at: t, user });
+    return user;
+  }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const m = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
@@ -39,7 +56,7 @@ export class AuthGuard {
     if (!res.ok) throw new AppError('UNAUTHENTICATED', res.reason === 'expired' ? 'token expired' : 'invalid token');
     const c = res.claims;
     if (c.typ === 'machine') return { type: 'machine', name: (machine?.name as string) ?? c.sub, uuid: c.sub };
-    const user = await this.store.get('users', c.sub);
+    const user = await this.user(c.sub);
     if (!user) throw new AppError('UNAUTHENTICATED', 'token of a deleted user');
     if ((user.tokenGeneration as number | undefined ?? 0) !== c.gen) throw new AppError('UNAUTHENTICATED', 'token revoked');
     return { type: 'user', name: c.sub, role: user.role as Role };

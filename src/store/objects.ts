@@ -242,10 +242,9 @@ export class ObjectStore {
     if (invalid.length === 0 && kind.check) invalid.push(...kind.check(obj));
     if (invalid.length === 0 && kind.hasParams && this.checkParams) invalid.push(...(await this.checkParams(this, (obj.params as Record<string, unknown>) ?? {})));
     if (invalid.length > 0) throw new AppError('INVALID', `invalid ${kind.prefix} object: ${invalid[0]}`, { kind: kind.prefix, key, messages: invalid });
-    const missing: string[] = [];
-    for (const ref of kind.references ? kind.references(obj) : []) {
-      if (!kindOf(ref.prefix) || !(await this.ctx.exists(ref.prefix, ref.key))) missing.push(`${ref.field}: ${ref.prefix}/${ref.key} does not exist`);
-    }
+    const refs = kind.references ? kind.references(obj) : [];
+    const found = await Promise.all(refs.map((ref) => (kindOf(ref.prefix) ? this.ctx.exists(ref.prefix, ref.key) : false)));
+    const missing = refs.filter((_, i) => !found[i]).map((ref) => `${ref.field}: ${ref.prefix}/${ref.key} does not exist`);
     const problems = kind.checkWith ? await kind.checkWith(obj, this.ctx) : [];
     if (problems.length > 0) throw new AppError('UNPROCESSABLE', problems[0]!, { kind: kind.prefix, key, messages: [...problems, ...missing] });
     if (missing.length > 0 && !opts.tolerateMissingRefs) {
