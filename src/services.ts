@@ -5,13 +5,15 @@ import type { AppDeps } from './api/deps.js';
 import { AuthGuard } from './auth/guard.js';
 import { loadServerKey, type ServerKey } from './auth/server-key.js';
 import { TokenSigner } from './auth/tokens.js';
+import { SecretBox } from './auth/secrets.js';
+import { subscriptionHooks } from './auth/subscription-hooks.js';
 import { ensureAdmin, userHooks } from './auth/users.js';
 import type { Config } from './config.js';
 import { loadStartupContent } from './content/startup.js';
 import { EventBus } from './events/bus.js';
 import { Timeline } from './events/timeline.js';
 import { QueueClient } from './jobs/queue-client.js';
-import { checkParamValues } from './params/check.js';
+import { prepareParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
 import { ObjectStore } from './store/objects.js';
@@ -23,6 +25,7 @@ export type Connect = (opts: { blocking?: boolean; name: string }) => Redis;
 
 export interface Services extends AppDeps {
   serverKey: ServerKey;
+  secrets: SecretBox;
   keys: StoreKeys;
   redis: Redis;
   connect: Connect;
@@ -34,19 +37,20 @@ export interface Services extends AppDeps {
 export function buildServices(config: Config, redis: Redis, connect: Connect, log: Logger): Services {
   const keys = storeKeys(config.redisPrefix);
   const backend = new RedisBackend({ redis, keys, eventsMaxLen: config.eventsMaxLen });
+  const serverKey = loadServerKey(config.secretKey, config.dataDir);
+  const secrets = new SecretBox(serverKey.derive('secure-values'));
   let prefs: PrefsService | undefined;
   const store = new ObjectStore(backend, {
-    hooks: { users: userHooks },
+    hooks: { users: userHooks, subscriptions: subscriptionHooks(secrets) },
     prefs: () => prefs!.all(),
-    checkParams: checkParamValues,
+    prepareParams: (s, values, current) => prepareParamValues(s, (v) => secrets.seal(v), values, current),
   });
   prefs = new PrefsService(backend, async (prefix, key) => (await store.get(prefix, key)) !== undefined);
-  const serverKey = loadServerKey(config.secretKey, config.dataDir);
   const signer = new TokenSigner(serverKey.derive('token-signing'));
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
   const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
-  return { config, store, params: new ParamResolver(store), prefs, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
+  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

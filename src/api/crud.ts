@@ -3,9 +3,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { KindDef, StoredObject } from '../models/common.js';
 import { Kinds } from '../models/registry.js';
-import { publicView } from '../store/objects.js';
+import { publicView, withoutHidden } from '../store/objects.js';
 import type { AppDeps } from './deps.js';
-import { decodedKey, etag, ifMatch, pagingHeaders, patchDoc } from './http.js';
+import { decodedKey, etag, ifMatch, pagingHeaders, patchDoc, wantsDecode } from './http.js';
 
 const PatchBodySchema = Type.Union([Type.Array(Type.Record(Type.String(), Type.Unknown())), Type.Record(Type.String(), Type.Unknown())], {
   description: 'RFC 6902 operations (array) or an RFC 7396 merge patch (object)',
@@ -29,6 +29,7 @@ function registerKind(app: FastifyInstance, deps: AppDeps, kind: KindDef): void 
   const one = kind.slashKeys ? `${base}/*` : `${base}/:key`;
   const keyOf = (req: FastifyRequest) => decodedKey((req.params as Record<string, string>)[kind.slashKeys ? '*' : 'key']);
   const view = (o: StoredObject) => publicView(kind, o);
+  const readView = (req: FastifyRequest) => (wantsDecode(req) ? (o: StoredObject) => deps.secrets.reveal(withoutHidden(kind, o)) : view);
   const tags = [prefix];
   const machineRead = prefix === 'machines' ? { machineScope: true, machineParam: 'key' } : {};
 
@@ -36,7 +37,8 @@ function registerKind(app: FastifyInstance, deps: AppDeps, kind: KindDef): void 
     const q = store.parseQuery(prefix, req.query as Record<string, string>);
     const { items, total } = await store.list(prefix, q);
     pagingHeaders(req, reply, total, q.offset, q.limit);
-    return items.map((o) => slim(view(o), q.slim));
+    const show = readView(req);
+    return items.map((o) => slim(show(o), q.slim));
   });
 
   app.head(base, { schema: { tags, summary: `Count ${prefix}` }, config: { access: { prefix } } }, async (req, reply) => {
@@ -48,7 +50,7 @@ function registerKind(app: FastifyInstance, deps: AppDeps, kind: KindDef): void 
   app.get(one, { schema: { tags, summary: `Get one of ${prefix} by key or {index}:{value}` }, config: { access: { prefix, ...machineRead } } }, async (req, reply) => {
     const obj = await store.mustGet(prefix, keyOf(req));
     void reply.header('ETag', etag(obj.revision));
-    return view(obj);
+    return readView(req)(obj);
   });
 
   if (kind.customWrites) return;

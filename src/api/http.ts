@@ -44,6 +44,14 @@ export function sendJson(reply: FastifyReply, value: unknown): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(JSON.stringify(value ?? null));
 }
 
+/** `?decode=true`: admins get secure values in clear; anyone else asking is refused (403). */
+export function wantsDecode(request: FastifyRequest): boolean {
+  if ((request.query as Record<string, unknown> | undefined)?.decode !== 'true') return false;
+  const p = request.principal;
+  if (p?.type !== 'user' || p.role !== 'admin') throw new AppError('FORBIDDEN', 'only admins may decode secure values');
+  return true;
+}
+
 export function decodedKey(raw: string | undefined): string {
   if (!raw) throw new AppError('NOT_FOUND', 'missing key');
   return raw;

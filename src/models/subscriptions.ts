@@ -7,7 +7,11 @@ export const SubscriptionSchema = objectSchema('Subscription', {
   url: Type.String({ format: 'uri', pattern: '^https?://' }),
   topics: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: 100 }),
   mode: Type.Optional(Type.Union([Type.Literal('structured'), Type.Literal('binary'), Type.Literal('batch')])),
-  headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'sent with every delivery; stored secret' })),
+  headers: Type.Optional(Type.Record(Type.String(), Type.Union([
+    Type.String(),
+    Type.Object({ $sealed: Type.String() }, { additionalProperties: false }),
+    Type.Object({ secure: Type.Literal(true) }, { additionalProperties: false }),
+  ]), { description: 'sent with every delivery; stored encrypted, returned as {"secure": true}' })),
   enabled: Type.Optional(Type.Boolean()),
   maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
 });

@@ -1,5 +1,6 @@
 // Validates param values against their Param's JSON Schema (SPEC 3.2): one message per bad value.
 import { Compile, type Validator } from 'typebox/compile';
+import { isPlaceholder, isSealed, type Sealed } from '../models/sealed.js';
 import type { ObjectStore } from '../store/objects.js';
 
 const compiled = new Map<string, { json: string; v: Validator | null }>();
@@ -28,10 +29,35 @@ export function paramValueErrors(name: string, schema: Record<string, unknown> |
   });
 }
 
-/** Checks every value whose Param declares a schema; returns all problems. */
-export async function checkParamValues(store: ObjectStore, values: Record<string, unknown>): Promise<string[]> {
+/**
+ * Prepares a params map for storage: a {"secure": true} placeholder keeps the stored sealed value,
+ * plain values are checked against their Param's schema, and values of secure Params are sealed.
+ */
+export async function prepareParamValues(
+  store: ObjectStore,
+  seal: (v: unknown) => Sealed,
+  values: Record<string, unknown>,
+  current: Record<string, unknown>,
+): Promise<{ values: Record<string, unknown>; problems: string[] }> {
   const names = Object.keys(values);
-  if (names.length === 0) return [];
-  const defs = await store.getMany('params', names);
-  return defs.flatMap((d) => paramValueErrors(d.name as string, d.schema as Record<string, unknown> | undefined, values[d.name as string]));
+  if (names.length === 0) return { values, problems: [] };
+  const defs = new Map((await store.getMany('params', names)).map((d) => [d.name as string, d]));
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const name of names) {
+    const v = values[name];
+    const def = defs.get(name);
+    if (isPlaceholder(v)) {
+      if (isSealed(current[name])) out[name] = current[name];
+      else problems.push(`params/${name}: {"secure": true} stands for a stored secure value; there is none, send the value itself`);
+      continue;
+    }
+    if (isSealed(v)) {
+      out[name] = v;
+      continue;
+    }
+    problems.push(...paramValueErrors(name, def?.schema as Record<string, unknown> | undefined, v));
+    out[name] = def?.secure === true ? seal(v) : v;
+  }
+  return { values: out, problems };
 }

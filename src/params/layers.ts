@@ -8,8 +8,14 @@ type Owner = { prefix: 'machines' | 'profiles' | 'stages'; obj: StoredObject };
 const paramsOf = (o: StoredObject | undefined) => (o?.params as Record<string, unknown> | undefined) ?? {};
 const profilesOf = (o: StoredObject | undefined) => (o?.profiles as string[] | undefined) ?? [];
 
+export interface ResolveOptions {
+  /** decrypt secure values (default true: renderer, BMC drivers); the API passes false and masks */
+  reveal?: boolean;
+}
+
 export class ParamResolver {
-  constructor(private readonly store: ObjectStore) {}
+  /** @param reveal decrypts sealed values (auth/secrets.ts), wired in services.ts */
+  constructor(private readonly store: ObjectStore, private readonly reveal: <T>(v: T) => T = (v) => v) {}
 
   /** Fetches every profile reachable from `roots` (breadth by breadth, one round trip per depth). */
   private async profileMap(roots: string[]): Promise<Map<string, StoredObject>> {
@@ -23,7 +29,12 @@ export class ParamResolver {
     return map;
   }
 
-  async layers(owner: Owner): Promise<ParamLayer[]> {
+  async layers(owner: Owner, opts: ResolveOptions = {}): Promise<ParamLayer[]> {
+    const layers = await this.rawLayers(owner);
+    return opts.reveal === false ? layers : layers.map((l) => ({ source: l.source, params: this.reveal(l.params) }));
+  }
+
+  private async rawLayers(owner: Owner): Promise<ParamLayer[]> {
     const { prefix, obj } = owner;
     const stage = prefix === 'machines' && obj.stage ? await this.store.get('stages', obj.stage as string) : prefix === 'stages' ? obj : undefined;
     const ownProfiles = prefix === 'stages' ? [] : profilesOf(obj);
@@ -60,11 +71,11 @@ export class ParamResolver {
     };
   }
 
-  async lookup(owner: Owner, name: string): Promise<Lookup> {
-    return lookupParam(await this.layers(owner), await this.defaults([name]), name);
+  async lookup(owner: Owner, name: string, opts: ResolveOptions = {}): Promise<Lookup> {
+    return lookupParam(await this.layers(owner, opts), await this.defaults([name]), name);
   }
 
-  async aggregate(owner: Owner): Promise<Record<string, { value: unknown; source: string }>> {
-    return aggregateParams(await this.layers(owner), await this.defaults());
+  async aggregate(owner: Owner, opts: ResolveOptions = {}): Promise<Record<string, { value: unknown; source: string }>> {
+    return aggregateParams(await this.layers(owner, opts), await this.defaults());
   }
 }

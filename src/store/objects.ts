@@ -4,6 +4,7 @@
 import { AppError } from '../errors.js';
 import { ServerFields, type KindContext, type KindDef, type StoredObject } from '../models/common.js';
 import { principalId, SystemPrincipal, type Principal } from '../models/principal.js';
+import { maskSealed } from '../models/sealed.js';
 import { kindOf, mustKind } from '../models/registry.js';
 import type { Backend, CommitResult, WriteOp } from './backend.js';
 import { indexedValues, indexMembers, splitMember } from './index-encoding.js';
@@ -33,8 +34,11 @@ export interface KindHooks {
 export interface ObjectStoreOptions {
   hooks?: Record<string, KindHooks>;
   prefs?: () => Promise<Record<string, string>>;
-  /** validates param values against their Param schemas (wired to params/check.ts) */
-  checkParams?: (store: ObjectStore, values: Record<string, unknown>) => Promise<string[]>;
+  /**
+   * validates param values against their Param schemas and seals secure ones (wired to params/check.ts);
+   * `current` is the stored map, whose sealed values stand in for {"secure": true} placeholders
+   */
+  prepareParams?: (store: ObjectStore, values: Record<string, unknown>, current: Record<string, unknown>) => Promise<{ values: Record<string, unknown>; problems: string[] }>;
 }
 
 const MAX_RETRIES = 20;
@@ -44,13 +48,13 @@ export class ObjectStore {
   private readonly hooks: Record<string, KindHooks>;
   private readonly ctx: KindContext;
   private readonly prefsOf: () => Promise<Record<string, string>>;
-  private readonly checkParams: ObjectStoreOptions['checkParams'];
+  private readonly prepareParams: ObjectStoreOptions['prepareParams'];
 
   constructor(backend: Backend, opts: ObjectStoreOptions = {}) {
     this.backend = backend;
     this.hooks = opts.hooks ?? {};
     this.prefsOf = opts.prefs ?? (async () => ({}));
-    this.checkParams = opts.checkParams;
+    this.prepareParams = opts.prepareParams;
     this.ctx = {
       exists: async (prefix, key) => (await this.backend.get(prefix, key)) !== null,
       get: (prefix, key) => this.get(prefix, key),
@@ -240,7 +244,11 @@ export class ObjectStore {
     const key = String(obj[kind.key] ?? '');
     const invalid = [...schemaErrors(kind.schema, obj)];
     if (invalid.length === 0 && kind.check) invalid.push(...kind.check(obj));
-    if (invalid.length === 0 && kind.hasParams && this.checkParams) invalid.push(...(await this.checkParams(this, (obj.params as Record<string, unknown>) ?? {})));
+    if (invalid.length === 0 && kind.hasParams && this.prepareParams) {
+      const prepared = await this.prepareParams(this, (obj.params as Record<string, unknown>) ?? {}, (cur?.params as Record<string, unknown>) ?? {});
+      invalid.push(...prepared.problems);
+      obj = { ...obj, params: prepared.values };
+    }
     if (invalid.length > 0) throw new AppError('INVALID', `invalid ${kind.prefix} object: ${invalid[0]}`, { kind: kind.prefix, key, messages: invalid });
     const refs = kind.references ? kind.references(obj) : [];
     const found = await Promise.all(refs.map((ref) => (kindOf(ref.prefix) ? this.ctx.exists(ref.prefix, ref.key) : false)));
@@ -297,12 +305,17 @@ export class ObjectStore {
   }
 }
 
-/** The object as clients see it: hidden fields removed. */
-export function publicView(kind: KindDef, obj: StoredObject): StoredObject {
+/** Hidden fields (a machine's secret, a user's password hash) removed; secure values still sealed. */
+export function withoutHidden(kind: KindDef, obj: StoredObject): StoredObject {
   if (!kind.hidden?.length) return obj;
   const out = { ...obj };
   for (const f of kind.hidden) delete out[f];
   return out;
+}
+
+/** The object as clients and events see it: hidden fields removed, secure values as {"secure": true}. */
+export function publicView(kind: KindDef, obj: StoredObject): StoredObject {
+  return maskSealed(withoutHidden(kind, obj));
 }
 
 function stripServerFields(kind: KindDef, input: StoredObject, opts: WriteOptions): StoredObject {
