@@ -5,6 +5,7 @@ import type { AppDeps } from './api/deps.js';
 import { AuthGuard } from './auth/guard.js';
 import { loadServerKey, type ServerKey } from './auth/server-key.js';
 import { TokenSigner } from './auth/tokens.js';
+import { RateLimiters } from './auth/rate-limit.js';
 import { SecretBox } from './auth/secrets.js';
 import { subscriptionHooks } from './auth/subscription-hooks.js';
 import { ensureAdmin, userHooks } from './auth/users.js';
@@ -50,7 +51,10 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
   const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
-  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, guard: new AuthGuard(signer, store), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
+  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, limits: new RateLimiters(), guard: new AuthGuard(signer, store, {
+    read: async () => Number((await redis.get(keys.extra('token-epoch'))) ?? 0),
+    bump: () => redis.incr(keys.extra('token-epoch')),
+  }), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

@@ -24,8 +24,34 @@ export const USER_CACHE_MS = 1000;
 
 export class AuthGuard {
   private readonly users = new Map<string, { at: number; user: StoredObject | undefined }>();
+  private epochCache = { at: -Infinity, value: 0 };
 
-  constructor(private readonly signer: TokenSigner, private readonly store: ObjectStore, private readonly now = () => Date.now()) {}
+  /**
+   * @param epochs reads and bumps the global token epoch (raising it revokes every user token)
+   */
+  constructor(
+    private readonly signer: TokenSigner,
+    private readonly store: ObjectStore,
+    private readonly epochs: { read(): Promise<number>; bump(): Promise<number> },
+    private readonly now = () => Date.now(),
+  ) {}
+
+  async epoch(): Promise<number> {
+    const t = this.now();
+    if (t - this.epochCache.at >= USER_CACHE_MS) this.epochCache = { at: t, value: await this.epochs.read() };
+    return this.epochCache.value;
+  }
+
+  /** Drops what this process cached about a user (after revoking their tokens here). */
+  forgetUser(name: string): void {
+    this.users.delete(name);
+  }
+
+  /** Revokes every user token issued so far (machine tokens are revoked per machine by rotating its secret). */
+  async revokeAll(): Promise<void> {
+    this.epochCache = { at: this.now(), value: await this.epochs.bump() };
+    this.users.clear();
+  }
 
   /** Users are read on every request; a one-second cache keeps that off the hot path. */
   private async user(name: string): Promise<StoredObject | undefined> {
@@ -58,7 +84,7 @@ export class AuthGuard {
     if (c.typ === 'machine') return { type: 'machine', name: (machine?.name as string) ?? c.sub, uuid: c.sub };
     const user = await this.user(c.sub);
     if (!user) throw new AppError('UNAUTHENTICATED', 'token of a deleted user');
-    if ((user.tokenGeneration as number | undefined ?? 0) !== c.gen) throw new AppError('UNAUTHENTICATED', 'token revoked');
+    if ((user.tokenGeneration as number | undefined ?? 0) !== c.gen || (c.ep ?? 0) !== (await this.epoch())) throw new AppError('UNAUTHENTICATED', 'token revoked');
     return { type: 'user', name: c.sub, role: user.role as Role };
   }
 

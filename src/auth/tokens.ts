@@ -4,7 +4,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Role } from '../models/users.js';
 
 export type TokenClaims =
-  | { typ: 'user'; sub: string; role: Role; gen: number; iat: number; exp: number }
+  | { typ: 'user'; sub: string; role: Role; gen: number; ep?: number; iat: number; exp: number }
   | { typ: 'machine'; sub: string; iat: number; exp: number; msk?: string };
 
 export class TokenSigner {

@@ -21,7 +21,8 @@ export const userHooks: KindHooks = {
       if (!cur?.passwordHash) throw new AppError('INVALID', 'password: required for a new user', { kind: 'users', key: String(out.name) });
       out.passwordHash = cur.passwordHash;
     }
-    out.tokenGeneration = (cur?.tokenGeneration as number | undefined) ?? 0;
+    // The generation only ever grows: raising it revokes every token of the user, lowering it would revive them.
+    out.tokenGeneration = Math.max((cur?.tokenGeneration as number | undefined) ?? 0, typeof next.tokenGeneration === 'number' ? next.tokenGeneration : 0);
     return out;
   },
 };
@@ -50,12 +51,17 @@ export async function ensureAdmin(store: ObjectStore, adminPassword: string | un
   }
 }
 
-export async function issueUserToken(store: ObjectStore, signer: TokenSigner, username: string, password: string, ttlSeconds: number): Promise<{ token: string; expiresAt: string }> {
+export async function issueUserToken(store: ObjectStore, signer: TokenSigner, username: string, password: string, ttlSeconds: number, epoch = 0): Promise<{ token: string; expiresAt: string }> {
   const user = await store.get('users', username);
   const ok = user?.passwordHash ? await verifyPassword(password, user.passwordHash as string) : false;
   if (!user || !ok) throw new AppError('UNAUTHENTICATED', 'wrong username or password');
   const iat = Math.floor(Date.now() / 1000);
   const exp = iat + ttlSeconds;
-  const token = signer.sign({ typ: 'user', sub: username, role: user.role as 'admin', gen: (user.tokenGeneration as number | undefined) ?? 0, iat, exp });
+  const token = signer.sign({ typ: 'user', sub: username, role: user.role as 'admin', gen: (user.tokenGeneration as number | undefined) ?? 0, ep: epoch, iat, exp });
   return { token, expiresAt: new Date(exp * 1000).toISOString() };
+}
+
+/** Revokes every token of one user (their generation moves on). */
+export async function revokeUserTokens(store: ObjectStore, username: string): Promise<void> {
+  await store.update('users', username, (u) => ({ ...u, tokenGeneration: ((u.tokenGeneration as number | undefined) ?? 0) + 1 }), { principal: SystemPrincipal });
 }

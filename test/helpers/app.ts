@@ -48,7 +48,7 @@ export async function createTestApp(opts: { content?: string[] } = {}): Promise<
     if (role !== 'admin' && !(await services.store.get('users', role))) {
       await services.store.create('users', { name: role, role, password: `${role}-password-1` }, { principal: SystemPrincipal });
     }
-    const t = (await issueUserToken(services.store, services.signer, role, role === 'admin' ? ADMIN_PASSWORD : `${role}-password-1`, 3600)).token;
+    const t = (await issueUserToken(services.store, services.signer, role, role === 'admin' ? ADMIN_PASSWORD : `${role}-password-1`, 3600, await services.guard.epoch())).token;
     tokens.set(role, t);
     return t;
   };

@@ -70,3 +70,43 @@ describe('authentication', () => {
     expect(events.find((e) => e.key === 'audited')?.principal).toBe('user:operator');
   });
 });
+
+describe('revocation and brute force', () => {
+  const login = async (username: string, password: string, remoteAddress = '127.0.0.1') =>
+    t.app.inject({ method: 'POST', url: '/api/v1/auth/token', remoteAddress, payload: { username, password } });
+
+  it('a user revokes their own tokens; an admin revokes another user\'s', async () => {
+    await t.token('operator');
+    const mine = (await login('operator', 'operator-password-1', '10.1.0.1')).json().token;
+    const other = (await login('operator', 'operator-password-1', '10.1.0.1')).json().token;
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: mine })).statusCode).toBe(200);
+    expect((await t.call({ method: 'POST', url: '/api/v1/auth/revoke', auth: mine })).statusCode).toBe(204);
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: other })).statusCode).toBe(401);
+    const fresh = (await login('operator', 'operator-password-1', '10.1.0.1')).json().token;
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: fresh })).statusCode).toBe(200);
+    expect((await t.call({ method: 'POST', url: '/api/v1/users/operator/revoke-tokens' })).statusCode).toBe(204);
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: fresh })).statusCode).toBe(401);
+    expect((await t.call({ method: 'POST', url: '/api/v1/users/operator/revoke-tokens', auth: (await login('operator', 'operator-password-1', '10.1.0.1')).json().token })).statusCode).toBe(403);
+  });
+
+  it('revoke-all invalidates every user token; logging in again works', async () => {
+    const before = (await login('admin', 'admin-password-1', '10.1.0.2')).json().token;
+    expect((await t.call({ method: 'POST', url: '/api/v1/auth/revoke-all', auth: before })).statusCode).toBe(204);
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: before })).statusCode).toBe(401);
+    const after = (await login('admin', 'admin-password-1', '10.1.0.2')).json().token;
+    expect((await t.call({ method: 'GET', url: '/api/v1/profiles', auth: after })).statusCode).toBe(200);
+  });
+
+  it('password guessing is rate limited per source address (429, Retry-After) and recovers', async () => {
+    const codes: number[] = [];
+    for (let i = 0; i < 15; i++) codes.push((await login('admin', `wrong-${i}`, '10.9.9.9')).statusCode);
+    expect(codes.slice(0, 10).every((c) => c === 401)).toBe(true);
+    const limited = await login('admin', 'admin-password-1', '10.9.9.9');
+    expect(limited.statusCode).toBe(429);
+    expect(limited.json().code).toBe('RATE_LIMITED');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect((await login('admin', 'admin-password-1', '10.9.9.10')).statusCode).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await login('admin', 'admin-password-1', '10.9.9.9')).statusCode).toBe(200);
+  });
+});
