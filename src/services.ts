@@ -13,6 +13,7 @@ import type { Config } from './config.js';
 import { loadStartupContent } from './content/startup.js';
 import { EventBus } from './events/bus.js';
 import { Timeline } from './events/timeline.js';
+import { machinePlanHooks } from './jobs/machine-plan.js';
 import { QueueClient } from './jobs/queue-client.js';
 import { prepareParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
@@ -41,8 +42,8 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const serverKey = loadServerKey(config.secretKey, config.dataDir);
   const secrets = new SecretBox(serverKey.derive('secure-values'));
   let prefs: PrefsService | undefined;
-  const store = new ObjectStore(backend, {
-    hooks: { users: userHooks, subscriptions: subscriptionHooks(secrets) },
+  const store: ObjectStore = new ObjectStore(backend, {
+    hooks: { users: userHooks, subscriptions: subscriptionHooks(secrets), machines: machinePlanHooks(() => store) },
     prefs: () => prefs!.all(),
     prepareParams: (s, values, current) => prepareParamValues(s, (v) => secrets.seal(v), values, current),
   });

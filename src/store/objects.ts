@@ -28,7 +28,7 @@ export interface WriteOptions {
 
 export interface KindHooks {
   /** async preparation before validation, e.g. hashing a user's password; `cur` is the stored object */
-  beforeWrite?: (next: StoredObject, cur: StoredObject | undefined) => Promise<StoredObject>;
+  beforeWrite?: (next: StoredObject, cur: StoredObject | undefined, opts: WriteOptions) => Promise<StoredObject>;
 }
 
 export interface ObjectStoreOptions {
@@ -240,7 +240,7 @@ export class ObjectStore {
   private async prepare(kind: KindDef, draft: StoredObject, cur: StoredObject | undefined, opts: WriteOptions): Promise<StoredObject> {
     let obj = kind.normalise ? kind.normalise(draft) : draft;
     const hook = this.hooks[kind.prefix]?.beforeWrite;
-    if (hook) obj = await hook(obj, cur);
+    if (hook) obj = await hook(obj, cur, opts);
     const key = String(obj[kind.key] ?? '');
     const invalid = [...schemaErrors(kind.schema, obj)];
     if (invalid.length === 0 && kind.check) invalid.push(...kind.check(obj));

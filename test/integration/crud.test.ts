@@ -197,3 +197,24 @@ describe('rules across kinds', () => {
     expect(res.headers.link).toContain('offset=4');
   });
 });
+
+describe('workflows on machines (SPEC 5.1)', () => {
+  it('expand into the task list, guard it, and clear it', async () => {
+    await t.call({ method: 'POST', url: '/api/v1/bootenvs', payload: { name: 'wf-install', templates: [] } });
+    await t.call({ method: 'POST', url: '/api/v1/stages', payload: { name: 'wf-s1', tasks: ['base-task'] } });
+    await t.call({ method: 'POST', url: '/api/v1/stages', payload: { name: 'wf-s2', bootEnv: 'wf-install', tasks: ['base-task'] } });
+    await t.call({ method: 'POST', url: '/api/v1/workflows', payload: { name: 'wf', stages: ['wf-s1', 'wf-s2'] } });
+    const m = (await t.call({ method: 'POST', url: '/api/v1/machines', payload: { name: 'wf-machine', workflow: 'wf' } })).json();
+    expect(m.tasks).toEqual(['stage:wf-s1', 'base-task', 'stage:wf-s2', 'bootenv:wf-install', 'base-task']);
+    expect(m.currentTask).toBe(-1);
+    const url = `/api/v1/machines/${m.uuid}`;
+    const direct = await t.call({ method: 'PATCH', url, payload: { stage: 'wf-s2' } });
+    expect(direct.statusCode).toBe(409);
+    expect(direct.json().message).toContain('workflow');
+    const tail = await t.call({ method: 'PATCH', url, payload: { tasks: ['stage:wf-s1', 'base-task', 'stage:wf-s2'] } });
+    expect(tail.statusCode).toBe(409);
+    const cleared = await t.call({ method: 'PATCH', url, payload: { workflow: '' } });
+    expect(cleared.json()).toMatchObject({ workflow: '', tasks: [], currentTask: -1 });
+    expect((await t.call({ method: 'PATCH', url, payload: { stage: 'wf-s2' } })).statusCode).toBe(200);
+  });
+});

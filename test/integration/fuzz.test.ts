@@ -36,7 +36,7 @@ describe('fuzzing every route', () => {
         const r = routes[ri]!;
         [k1, k2] = [k1, k2].map((k) => (k === '@UUID' ? uuid : k)) as [string, string];
         const url = r.url.replace(':key', encodeURIComponent(k1)).replace(/:[a-zA-Z]+/g, encodeURIComponent(k2)).replace('*', k2.split('/').map(encodeURIComponent).join('/'));
-        const qs = new URLSearchParams(Object.entries(q).map(([k, v]) => [k, String(v)])).toString();
+        const qs = new URLSearchParams(Object.entries(q).map(([k, v]) => [k, String(v)] as [string, string])).toString();
         const before = (await t.services.store.backend.readEvents('0', 1_000_000)).length;
         const payload = typeof b === 'string' ? b : JSON.stringify(b);
         const res = await t.app.inject({
