@@ -4,15 +4,16 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { registerAccess } from './api/access.js';
+import { registerAccess, type AccessConfig } from './api/access.js';
 import { registerAuthRoutes } from './api/auth.js';
+import { registerBmcRoutes } from './api/bmc.js';
 import { registerContentRoutes } from './api/contents.js';
 import { registerCrud } from './api/crud.js';
 import { registerMachineTokenRoutes } from './api/machine-tokens.js';
-import type { AppDeps } from './api/deps.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
 import { registerParamRoutes } from './api/params.js';
 import { registerPrefRoutes } from './api/prefs.js';
+import type { Services } from './services.js';
 
 export const BODY_LIMIT = 1024 * 1024;
 
@@ -20,6 +21,8 @@ export interface RouteEntry {
   method: string;
   url: string;
   public: boolean;
+  /** the route's access declaration (what the guard enforces) */
+  access: AccessConfig['access'];
 }
 
 declare module 'fastify' {
@@ -29,7 +32,7 @@ declare module 'fastify' {
   }
 }
 
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+export async function buildApp(deps: Services): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
@@ -40,7 +43,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const routeTable: RouteEntry[] = [];
   app.decorate('routeTable', routeTable);
   app.addHook('onRoute', (r) => {
-    for (const method of [r.method].flat()) routeTable.push({ method, url: r.url, public: Boolean((r.config as { public?: boolean } | undefined)?.public) || !r.url.startsWith('/api/') });
+    const cfg = r.config as AccessConfig | undefined;
+    for (const method of [r.method].flat()) routeTable.push({ method, url: r.url, public: Boolean(cfg?.public) || !r.url.startsWith('/api/'), access: cfg?.access });
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.setErrorHandler(errorHandler);
@@ -69,6 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerPrefRoutes(app, deps);
   registerContentRoutes(app, deps);
   registerMachineTokenRoutes(app, deps);
+  registerBmcRoutes(app, deps);
 
   app.get('/api/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {

@@ -2,9 +2,10 @@
 // graceful close in reverse order with the embedded Redis stopped last.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { loadConfig, type Config } from './config.js';
+import { createLogger } from './log.js';
 import { connectRedis } from './store/connect.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embedded-redis.js';
 import { buildServices, initialiseStore } from './services.js';
@@ -13,15 +14,6 @@ import { startWorkers } from './workers.js';
 /** The folder holding content/ and templates/ (the package root, for both src/ under tsx and dist/). */
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-export function createLogger(level: Config['logLevel']): Logger {
-  return pino({
-    level,
-    redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', 'password', '*.password', '*.passwordHash', '*.secret', '*.token', 'token'],
-      censor: '[redacted]',
-    },
-  });
-}
 
 export async function serve(flags: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(process.env, flags);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { issueUserToken } from '../../src/auth/users.js';
 import { loadConfig } from '../../src/config.js';
@@ -27,7 +27,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(opts: { content?: string[] } = {}): Promise<TestApp> {
+export async function createTestApp(opts: { content?: string[]; log?: Logger } = {}): Promise<TestApp> {
   const prefix = uniquePrefix('app');
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-test-'));
   const config = loadConfig({ IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: prefix, IRONFLOW_LOG_LEVEL: 'silent' });
@@ -38,7 +38,7 @@ export async function createTestApp(opts: { content?: string[] } = {}): Promise<
     return c;
   };
   const redis = connect({});
-  const services = buildServices(config, redis, connect, pino({ level: 'silent' }));
+  const services = buildServices(config, redis, connect, opts.log ?? pino({ level: 'silent' }));
   await initialiseStore(services, opts.content ?? [FIXTURE_CONTENT]);
   const app = await buildApp(services);
   const tokens = new Map<string, string>();
