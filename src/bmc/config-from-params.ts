@@ -16,9 +16,9 @@ export const DEFAULT_BMC_TIMEOUT_SECONDS = 30;
 const DRIVERS = ['ipmi', 'redfish', 'sim'] as const;
 
 /**
- * THE point where the BMC password is revealed. bmc/password is a secure param: once secure values are
- * encrypted at rest, decryption happens here and nowhere else in the BMC code. The result goes only into
- * the BmcConfig handed to a driver: never into logs, events or request objects.
+ * THE point where the BMC password enters a BmcConfig. bmc/password is a secure param, sealed at rest;
+ * the one resolver (params/layers.ts) opens it for internal consumers like this one. The result goes
+ * only into the BmcConfig handed to a driver: never into logs, events or request objects.
  */
 export function revealBmcPassword(stored: unknown, machineUuid: string): string | undefined {
   if (stored === undefined || stored === null) return undefined;
