@@ -9,10 +9,13 @@ import { registerAuthRoutes } from './api/auth.js';
 import { registerBmcRoutes } from './api/bmc.js';
 import { registerContentRoutes } from './api/contents.js';
 import { registerCrud } from './api/crud.js';
+import { registerEventRoutes } from './api/events.js';
+import { registerMachineFacing } from './api/machine-facing.js';
 import { registerMachineTokenRoutes } from './api/machine-tokens.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
 import { registerParamRoutes } from './api/params.js';
 import { registerPrefRoutes } from './api/prefs.js';
+import { registerEventStream } from './events/ws.js';
 import type { Services } from './services.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -66,6 +69,7 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  await registerEventStream(app, deps); // before access control: it lifts ?token= into Authorization
   registerAccess(app, deps);
   registerAuthRoutes(app, deps);
   registerCrud(app, deps);
@@ -74,6 +78,8 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   registerContentRoutes(app, deps);
   registerMachineTokenRoutes(app, deps);
   registerBmcRoutes(app, deps);
+  registerEventRoutes(app, deps);
+  registerMachineFacing(app, deps);
 
   app.get('/api/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {

@@ -1,4 +1,5 @@
 // The only reader of process.env: every setting, its variable, its flag, its default and its check.
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 
 export const Roles = ['all', 'api', 'worker'] as const;
@@ -21,6 +22,8 @@ export interface Config {
   tokenTtlSeconds: number;
   eventsMaxLen: number;
   timelineMaxLen: number;
+  trustedProxies: string[];
+  wsMaxBufferBytes: number;
 }
 
 interface Setting<K extends keyof Config> {
@@ -43,6 +46,12 @@ const oneOf = <T extends string>(values: readonly T[]) => (raw: string) => {
   return raw as T;
 };
 const text = (raw: string) => raw;
+const ipList = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+  const [ip, bits, more] = s.split('/');
+  const family = isIP(ip ?? '');
+  if (family === 0 || more !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)))) throw new ConfigError(`IPs or CIDRs separated by commas ("${s}" is neither)`);
+  return s;
+});
 const url = (schemes: string[]) => (raw: string) => {
   try {
     const u = new URL(raw);
@@ -69,6 +78,8 @@ const settings = [
   { key: 'tokenTtlSeconds', env: 'IRONFLOW_TOKEN_TTL', flag: 'token-ttl', parse: int(60, 31_536_000), accepted: '60-31536000', help: 'lifetime of user tokens in seconds' },
   { key: 'timelineMaxLen', env: 'IRONFLOW_TIMELINE_MAXLEN', flag: 'timeline-maxlen', parse: int(100, 10_000_000), accepted: '100-10000000', help: 'approximate length cap of each machine\'s timeline' },
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
+  { key: 'trustedProxies', env: 'IRONFLOW_TRUSTED_PROXIES', flag: 'trusted-proxies', parse: ipList, accepted: 'comma-separated IPs or CIDRs', help: 'peers whose X-Forwarded-For is believed by /metadata, /events, /phone-home (default: none)' },
+  { key: 'wsMaxBufferBytes', env: 'IRONFLOW_WS_MAX_BUFFER', flag: 'ws-max-buffer', parse: int(65_536, 1_073_741_824), accepted: '65536-1073741824', help: 'bytes queued for one WebSocket client before it is closed with 1013' },
 ] as const satisfies readonly Setting<keyof Config>[];
 
 const defaults: Config = {
@@ -87,6 +98,8 @@ const defaults: Config = {
   tokenTtlSeconds: 86_400,
   eventsMaxLen: 100_000,
   timelineMaxLen: 10_000,
+  trustedProxies: [],
+  wsMaxBufferBytes: 4 * 1024 * 1024,
 };
 
 /** The settings table (for `ironflow serve --help` and the README). */

@@ -5,6 +5,7 @@ import { packFromBundle, packToBundle, readPackDir, writePackDir } from '../cont
 import { Kinds } from '../models/registry.js';
 import type { Args } from './args.js';
 import { bmcCommand } from './bmc.js';
+import { eventsCommand, EVENTS_USAGE } from './events.js';
 import { ApiClient, CliError, forgetCredentials, saveCredentials } from './client.js';
 import { render } from './output.js';
 
@@ -38,6 +39,8 @@ BMC (waits for the outcome; --wait 0 returns the queued request):
   power KEY on|off|cycle|reset|soft|status [--wait SECONDS]
   bootdev KEY pxe|disk|cdrom|bios|usb [--persistent] [--efi] [--wait SECONDS]
   bmc KEY list | show ID | reset [warm|cold]       BMC requests of a machine, newest first
+
+${EVENTS_USAGE}
 
 content:
   content bundle DIR [FILE]                       pack folder → one YAML/JSON bundle (stdout without FILE)
@@ -87,6 +90,7 @@ export async function runCli(args: Args, env: NodeJS.ProcessEnv, out: Out): Prom
   if (cmd === 'logout') return out(forgetCredentials(env) ? 'logged out' : 'not logged in');
   if (cmd === 'prefs') return prefs(client(), sub, rest, print);
   if (cmd === 'power' || cmd === 'bootdev' || cmd === 'bmc') return bmcCommand(client(), cmd, args.positional.slice(1), args.flags, print);
+  if (cmd === 'events' || cmd === 'timeline') return eventsCommand(client(), cmd, sub, args.flags, print, out);
   if (cmd === 'content') return content(client(), sub, rest, print, out);
   if (!CLI_KINDS.has(cmd)) throw new CliError(`unknown command "${cmd}"\n${USAGE}`, 2);
   const api = client();

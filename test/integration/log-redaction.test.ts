@@ -22,6 +22,7 @@ describe('log redaction', () => {
     await t.app.inject({ method: 'POST', url: '/api/v1/auth/token', payload: { username: 'admin', password: ADMIN_PASSWORD } });
     await t.app.inject({ method: 'POST', url: '/api/v1/auth/token', payload: { username: 'admin', password: `${SECRET}-guess` } });
     await t.call({ method: 'GET', url: '/api/v1/machines/name:logged' });
+    await t.app.inject({ method: 'GET', url: `/api/v1/machines?token=${token}&limit=1` });
     expect(lines.length).toBeGreaterThan(100);
     expect(lines).toContain('"url":"/api/v1/machines"');
     for (const s of [SECRET, ADMIN_PASSWORD, token]) expect(lines).not.toContain(s);
