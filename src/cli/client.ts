@@ -52,6 +52,11 @@ export class ApiClient {
     this.token = env.IRONFLOW_TOKEN ?? saved.token;
   }
 
+  /** The Authorization header this client sends (for the WebSocket). */
+  authHeaders(): Record<string, string> {
+    return this.token ? { authorization: `Bearer ${this.token}` } : {};
+  }
+
   async request(method: string, path: string, body?: unknown, contentType = 'application/json', extraHeaders: Record<string, string> = {}): Promise<{ status: number; headers: Headers; data: unknown }> {
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (this.token) headers.authorization = `Bearer ${this.token}`;

@@ -1,6 +1,6 @@
-// `ironflow events list|tail` and `ironflow timeline KEY`: the event query API (SPEC 7.3) from the
-// command line. `tail` polls the query API with `since` = the newest id seen, following cursors so a
-// burst between two polls is printed whole and in order.
+// `ironflow events list|tail` and `ironflow timeline KEY`: the query API (SPEC 7.3) and, for `tail`,
+// the live WebSocket (SPEC 7.2) from the command line.
+import WebSocket from 'ws';
 import type { ApiClient } from './client.js';
 import { CliError } from './client.js';
 
@@ -21,8 +21,8 @@ export const EVENTS_USAGE = `events:
   events list [--since T|ID] [--until T|ID] [--type PATTERN] [--limit N] [--cursor C] [--machine KEY]
                                                   newest first; T is RFC 3339, ID an event id; the next
                                                   page's cursor is printed on stderr
-  events tail [--machine KEY] [--type PATTERN] [--interval SECONDS] [--max N]
-                                                  print new events as they happen (oldest first)
+  events tail [--machine KEY] [--type PATTERN] [--max N]
+                                                  follow events live over the WebSocket (JSON lines)
   timeline KEY [--since T|ID] [--until T|ID] [--type PATTERN] [--limit N]`;
 
 function query(flags: Record<string, string | undefined>, names: string[]): URLSearchParams {
@@ -32,30 +32,6 @@ function query(flags: Record<string, string | undefined>, names: string[]): URLS
 }
 
 const pathFor = (machine: string | undefined) => (machine ? `/machines/${enc(machine)}/events` : '/events');
-
-/** Every entry newer than `since` (following cursors), oldest first. */
-export async function newerThan(api: ApiClient, machine: string | undefined, since: string | undefined, type: string | undefined): Promise<EventEntry[]> {
-  const got: EventEntry[] = [];
-  let cursor: string | undefined;
-  for (let pages = 0; pages < 1000; pages++) {
-    const q = new URLSearchParams({ limit: '1000' });
-    if (since) q.set('since', since);
-    if (type) q.set('type', type);
-    if (cursor) q.set('cursor', cursor);
-    const res = await api.request('GET', `${pathFor(machine)}?${q}`);
-    got.push(...(res.data as EventEntry[]));
-    cursor = res.headers.get('x-next-cursor') ?? undefined;
-    if (!cursor) break;
-  }
-  return got.reverse();
-}
-
-/** Orders two event ids (`ms-seq`). */
-function later(a: string, b: string): boolean {
-  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
-  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
-  return am > bm || (am === bm && as > bs);
-}
 
 export async function eventsCommand(api: ApiClient, cmd: string, sub: string | undefined, flags: Record<string, string | undefined>, print: Print, out: (s: string) => void, err: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<void> {
   const newest = async () => ((await api.request('GET', `${pathFor(flags.machine)}?limit=1`)).data as EventEntry[])[0]?.id;
@@ -70,21 +46,62 @@ export async function eventsCommand(api: ApiClient, cmd: string, sub: string | u
     return;
   }
   if (sub !== 'tail') throw new CliError(`usage: ironflow events list|tail …\n${EVENTS_USAGE}`, 2);
-  const intervalMs = Math.max(0.1, Number(flags.interval ?? '1')) * 1000;
   const max = flags.max !== undefined ? Number(flags.max) : Infinity;
-  if (!Number.isFinite(intervalMs) || Number.isNaN(max) || max < 1) throw new CliError('--interval and --max take positive numbers', 2);
-  // tail shows what happens from now on
-  let since = (await newest()) ?? flags.since;
+  if (Number.isNaN(max) || max < 1) throw new CliError('--max takes a positive number', 2);
+  const machine = flags.machine ? String(((await api.request('GET', `/machines/${enc(flags.machine)}`)).data as { uuid: string }).uuid) : undefined;
+  await tail(api, { machine, type: flags.type, max }, out, err);
+}
+
+/** The entry type `list` filters on: a timeline entry's own type (`user.1000`), else `{prefix}.{action}`. */
+export function entryType(e: { type: string; action: string }): string {
+  return e.type === 'timeline' ? e.action : `${e.type}.${e.action}`;
+}
+
+function globMatch(pattern: string, value: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(value);
+}
+
+/**
+ * Follows events live over the WebSocket (SPEC 7.2): registers `*.*.<machine>` (or everything), prints
+ * each matching event as a JSON line, and after a dropped connection registers again with
+ * `since=<last id>` so nothing is missed or repeated.
+ */
+async function tail(api: ApiClient, o: { machine?: string; type?: string; max: number }, out: (s: string) => void, err: (s: string) => void): Promise<void> {
+  const pattern = `*.*.${o.machine ?? '*'}`;
+  let last: string | undefined;
   let shown = 0;
-  for (;;) {
-    // everything up to `head` is looked at by this round, so a type filter never rescans old entries
-    const head = flags.type ? await newest() : undefined;
-    for (const e of await newerThan(api, flags.machine, since, flags.type)) {
-      out(JSON.stringify(e));
-      since = e.id;
-      if (++shown >= max) return;
-    }
-    if (head && (!since || later(head, since))) since = head;
-    await new Promise((r) => setTimeout(r, intervalMs));
+  for (let attempt = 0; ; attempt++) {
+    const done = await new Promise<boolean>((resolve) => {
+      const ws = new WebSocket(`${api.endpoint.replace(/^http/, 'ws')}/api/v1/ws`, { headers: api.authHeaders() });
+      ws.on('open', () => {
+        attempt = 0;
+        ws.send(`register ${pattern}${last ? ` since=${last}` : ''}`);
+      });
+      ws.on('message', (data) => {
+        const e = JSON.parse(String(data)) as { id: string; type: string; action: string; object?: { ok?: boolean; error?: string } };
+        if (e.type === 'websocket') {
+          if (e.object?.ok === false) err(`ironflow: ${e.object.error ?? 'refused'}`);
+          return;
+        }
+        last = e.id;
+        if (o.type && !globMatch(o.type, entryType(e))) return;
+        out(JSON.stringify(e));
+        if (++shown >= o.max) {
+          ws.close();
+          resolve(true);
+        }
+      });
+      ws.on('unexpected-response', (_req, res) => {
+        err(`ironflow: the server refused the WebSocket (${res.statusCode})${res.statusCode === 401 ? ': run `ironflow login`' : ''}`);
+        resolve(true);
+      });
+      ws.on('error', () => { /* reported by close; we reconnect */ });
+      ws.on('close', () => resolve(shown >= o.max));
+    });
+    if (done) return;
+    const waitMs = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
+    err(`ironflow: connection lost, reconnecting in ${(waitMs / 1000).toFixed(1)} s`);
+    await new Promise((r) => setTimeout(r, waitMs));
   }
 }
