@@ -7,14 +7,17 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { registerAccess, type AccessConfig } from './api/access.js';
 import { registerAuthRoutes } from './api/auth.js';
 import { registerBmcRoutes } from './api/bmc.js';
+import { registerBootViewRoutes } from './api/boot-views.js';
 import { registerContentRoutes } from './api/contents.js';
 import { registerCrud } from './api/crud.js';
 import { registerEventRoutes } from './api/events.js';
+import { registerFileRoutes } from './api/files.js';
 import { registerMachineFacing } from './api/machine-facing.js';
 import { registerMachineTokenRoutes } from './api/machine-tokens.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
 import { registerParamRoutes } from './api/params.js';
 import { registerPrefRoutes } from './api/prefs.js';
+import { registerBootRoutes } from './boot/http.js';
 import { registerEventStream } from './events/ws.js';
 import type { Services } from './services.js';
 
@@ -78,6 +81,9 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   registerContentRoutes(app, deps);
   registerMachineTokenRoutes(app, deps);
   registerBmcRoutes(app, deps);
+  const boot = registerBootRoutes(app, deps); // GET|HEAD /boot/*, discovery; app.bootFiles (TFTP uses it too)
+  registerBootViewRoutes(app, deps, boot);
+  await registerFileRoutes(app, boot.files);
   registerEventRoutes(app, deps);
   registerMachineFacing(app, deps);
 

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
+import { startBootTftp } from './boot/tftp-server.js';
 import { loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
 import { connectRedis } from './store/connect.js';
@@ -50,6 +51,11 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
       log.info(`api listening on ${where} (docs at /docs)`);
     }
     closers.push(() => app.close());
+    if (config.tftpPort > 0) {
+      const tftp = await startBootTftp(app.bootFiles, config, log);
+      log.info(`tftp listening on tftp://${config.host.includes(':') ? `[${config.host}]` : config.host}:${tftp.port}`);
+      closers.push(() => tftp.close());
+    }
   }
   if (config.role === 'all' || config.role === 'worker') {
     closers.push(...(await startWorkers(services)));
