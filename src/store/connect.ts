@@ -18,6 +18,9 @@ function hosts(list: string): { host: string; port: number }[] {
 export function connectRedis(url: string, opts: { blocking?: boolean; name?: string } = {}): Redis {
   const common: RedisOptions = {
     maxRetriesPerRequest: opts.blocking ? null : 1,
+    // Concurrent requests' commands go out in one write: the boot and API hot paths are many
+    // small independent reads. Blocking connections (XREAD BLOCK, BullMQ) must not pipeline.
+    enableAutoPipelining: !opts.blocking,
     enableOfflineQueue: true,
     connectionName: opts.name,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),

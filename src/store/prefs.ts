@@ -3,11 +3,27 @@ import { AppError } from '../errors.js';
 import { prefDefaults, Prefs } from '../models/prefs.js';
 import type { Backend } from './backend.js';
 
-export class PrefsService {
-  constructor(private readonly backend: Backend, private readonly exists: (prefix: string, key: string) => Promise<boolean>) {}
+/** How long a process trusts the preferences it read: a change takes effect everywhere within this. */
+export const PREFS_CACHE_MS = 1000;
 
+export class PrefsService {
+  private cache: { at: number; value: Promise<Record<string, string>> } | undefined;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly exists: (prefix: string, key: string) => Promise<boolean>,
+    private readonly now = () => Date.now(),
+  ) {}
+
+  /** Read on every boot request and machine create: cached for a second (refreshed at once by set()). */
   async all(): Promise<Record<string, string>> {
-    return { ...prefDefaults(), ...(await this.backend.prefs()) };
+    const t = this.now();
+    if (!this.cache || t - this.cache.at >= PREFS_CACHE_MS) {
+      const value = this.backend.prefs().then((stored) => ({ ...prefDefaults(), ...stored }));
+      this.cache = { at: t, value };
+      value.catch(() => (this.cache = undefined)); // never cache a failed read
+    }
+    return { ...(await this.cache.value) };
   }
 
   async get(name: string): Promise<string> {
@@ -38,6 +54,7 @@ export class PrefsService {
     if (invalid.length > 0) throw new AppError('INVALID', invalid[0]!, { messages: invalid });
     if (missing.length > 0) throw new AppError('UNPROCESSABLE', missing[0]!, { messages: missing });
     await this.backend.setPrefs(clean);
+    this.cache = undefined;
     return this.all();
   }
 }
