@@ -17,10 +17,12 @@ export class ParamResolver {
   /** @param reveal decrypts sealed values (auth/secrets.ts), wired in services.ts */
   constructor(private readonly store: ObjectStore, private readonly reveal: <T>(v: T) => T = (v) => v) {}
 
-  /** Fetches every profile reachable from `roots` (breadth by breadth, one round trip per depth). */
-  private async profileMap(roots: string[]): Promise<Map<string, StoredObject>> {
-    const map = new Map<string, StoredObject>();
-    let frontier = [...new Set(roots)];
+  /**
+   * Fetches every profile reachable from `roots` (breadth by breadth, one round trip per depth), starting
+   * from profiles already fetched.
+   */
+  private async profileMap(roots: string[], map = new Map<string, StoredObject>()): Promise<Map<string, StoredObject>> {
+    let frontier = [...new Set(roots)].filter((n) => !map.has(n));
     while (frontier.length > 0) {
       const fetched = await this.store.getMany('profiles', frontier);
       for (const p of fetched) map.set(p.name as string, p);
@@ -36,10 +38,15 @@ export class ParamResolver {
 
   private async rawLayers(owner: Owner): Promise<ParamLayer[]> {
     const { prefix, obj } = owner;
-    const stage = prefix === 'machines' && obj.stage ? await this.store.get('stages', obj.stage as string) : prefix === 'stages' ? obj : undefined;
     const ownProfiles = prefix === 'stages' ? [] : profilesOf(obj);
+    // The stage and the first level of profiles in one round trip; then whatever they lead to.
+    const [stage, first] = await Promise.all([
+      prefix === 'machines' && obj.stage ? this.store.get('stages', obj.stage as string) : Promise.resolve(prefix === 'stages' ? obj : undefined),
+      this.store.getMany('profiles', [...new Set([...ownProfiles, 'global'])]),
+    ]);
     const stageProfiles = profilesOf(stage);
-    const profiles = await this.profileMap([...ownProfiles, ...stageProfiles, 'global']);
+    const known = new Map(first.map((p) => [p.name as string, p]));
+    const profiles = await this.profileMap([...first.flatMap(profilesOf), ...stageProfiles], known);
     const nested = (n: string) => profilesOf(profiles.get(n));
     const layer = (name: string): ParamLayer => ({ source: `profiles/${name}`, params: paramsOf(profiles.get(name)) });
     const key = prefix === 'machines' ? (obj.uuid as string) : (obj.name as string);
