@@ -22,6 +22,7 @@ export interface Row {
 
 export interface Server {
   url: string;
+  tftpPort: number;
   pid: number;
   token: string;
   redis: TestRedis;
@@ -32,9 +33,10 @@ export interface Server {
 export async function startServer(opts: { env?: Record<string, string> } = {}): Promise<Server> {
   const redis = await startRedis();
   const port = await freePort();
+  const tftpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-bench-'));
   const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'ironflow.js'), 'serve'], {
-    env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: '0', IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', ...opts.env },
+    env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: String(tftpPort), IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', IRONFLOW_BENCH_ROUTES: 'true', ...opts.env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -48,7 +50,7 @@ export async function startServer(opts: { env?: Record<string, string> } = {}): 
   const res = await fetch(`${url}/api/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'bench-password' }) });
   const { token } = (await res.json()) as { token: string };
   return {
-    url, pid: child.pid!, token, redis,
+    url, tftpPort, pid: child.pid!, token, redis,
     rssMb: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));

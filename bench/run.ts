@@ -1,11 +1,23 @@
 // `npm run bench [-- name...] [--size tiny|full]`: runs the benchmarks of BENCH.md against a real
 // server process and a private redis-server, prints one table and writes bench/results/latest.json.
 import { printAndSave, startServer, type Row } from './lib.js';
+import { bootStorm } from './boot-storm.js';
 import { storeScale } from './store-scale.js';
 
-const SIZES = { tiny: { storeScale: 300 }, full: { storeScale: 100_000 } } as const;
+const SIZES = {
+  tiny: { storeScale: 300, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
+  full: { storeScale: 100_000, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
+} as const;
 
 const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Promise<Row[]>> = {
+  'boot-storm': async (size) => {
+    const s = await startServer();
+    try {
+      return await bootStorm(s, size.boot.machines, size.boot);
+    } finally {
+      await s.stop();
+    }
+  },
   'store-scale': async (size) => {
     const s = await startServer();
     try {

@@ -6,6 +6,7 @@ import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { registerAccess, type AccessConfig } from './api/access.js';
 import { registerAuthRoutes } from './api/auth.js';
+import { registerBenchRoutes } from './api/bench.js';
 import { registerBmcRoutes } from './api/bmc.js';
 import { registerBootViewRoutes } from './api/boot-views.js';
 import { registerContentRoutes } from './api/contents.js';
@@ -87,6 +88,7 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   registerEventRoutes(app, deps);
   registerMachineFacing(app, deps);
 
+  if (deps.config.benchRoutes) registerBenchRoutes(app);
   app.get('/api/v1/openapi.json', { schema: { hide: true }, config: { public: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const ok = deps.store.backend.ready();

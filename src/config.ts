@@ -21,6 +21,7 @@ export interface Config {
   secretKey: string | undefined;
   tokenTtlSeconds: number;
   eventsMaxLen: number;
+  benchRoutes: boolean;
   timelineMaxLen: number;
   trustedProxies: string[];
   wsMaxBufferBytes: number;
@@ -77,6 +78,7 @@ const settings = [
   { key: 'secretKey', env: 'IRONFLOW_SECRET_KEY', flag: 'secret-key', parse: (r: string) => { if (!/^[0-9a-fA-F]{64}$/.test(r)) throw new ConfigError('64 hex characters (32 bytes)'); return r.toLowerCase(); }, accepted: '64 hex characters', help: 'server key (token signing, encryption); default: generated in the data dir' },
   { key: 'tokenTtlSeconds', env: 'IRONFLOW_TOKEN_TTL', flag: 'token-ttl', parse: int(60, 31_536_000), accepted: '60-31536000', help: 'lifetime of user tokens in seconds' },
   { key: 'timelineMaxLen', env: 'IRONFLOW_TIMELINE_MAXLEN', flag: 'timeline-maxlen', parse: int(100, 10_000_000), accepted: '100-10000000', help: 'approximate length cap of each machine\'s timeline' },
+  { key: 'benchRoutes', env: 'IRONFLOW_BENCH_ROUTES', flag: 'bench-routes', parse: (r: string) => { if (r !== 'true' && r !== 'false') throw new ConfigError('true or false'); return r === 'true'; }, accepted: 'true or false', help: 'serve GET /bench/constant?bytes=N (the baseline of npm run bench); never in production' },
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
   { key: 'trustedProxies', env: 'IRONFLOW_TRUSTED_PROXIES', flag: 'trusted-proxies', parse: ipList, accepted: 'comma-separated IPs or CIDRs', help: 'peers whose X-Forwarded-For is believed by /metadata, /events, /phone-home (default: none)' },
   { key: 'wsMaxBufferBytes', env: 'IRONFLOW_WS_MAX_BUFFER', flag: 'ws-max-buffer', parse: int(65_536, 1_073_741_824), accepted: '65536-1073741824', help: 'bytes queued for one WebSocket client before it is closed with 1013' },
@@ -97,6 +99,7 @@ const defaults: Config = {
   secretKey: undefined,
   tokenTtlSeconds: 86_400,
   eventsMaxLen: 100_000,
+  benchRoutes: false,
   timelineMaxLen: 10_000,
   trustedProxies: [],
   wsMaxBufferBytes: 4 * 1024 * 1024,

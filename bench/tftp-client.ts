@@ -1,0 +1,41 @@
+// A minimal RFC 1350/2348 TFTP read client for the boot-storm benchmark (real UDP, blksize option,
+// one outstanding block): enough to load the server without spawning a process per file.
+import { createSocket } from 'node:dgram';
+
+export function tftpGet(host: string, port: number, path: string, blksize = 1468, timeoutMs = 3000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    let received = 0;
+    let expected = 1;
+    let size = blksize;
+    const timer = setTimeout(() => { sock.close(); reject(new Error(`tftp ${path}: timeout`)); }, timeoutMs);
+    const done = (err?: Error) => { clearTimeout(timer); sock.close(); err ? reject(err) : resolve(received); };
+    const ack = (block: number, rinfo: { address: string; port: number }) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt16BE(4, 0);
+      b.writeUInt16BE(block & 0xffff, 2);
+      sock.send(b, rinfo.port, rinfo.address);
+    };
+    sock.on('message', (msg, rinfo) => {
+      const op = msg.readUInt16BE(0);
+      if (op === 6) { // OACK
+        const parts = msg.subarray(2).toString('latin1').split('\0');
+        const i = parts.indexOf('blksize');
+        if (i >= 0) size = Number(parts[i + 1]);
+        ack(0, rinfo);
+      } else if (op === 3) {
+        const block = msg.readUInt16BE(2);
+        if (block === (expected & 0xffff)) {
+          received += msg.length - 4;
+          expected++;
+        }
+        ack(block, rinfo);
+        if (msg.length - 4 < size) done();
+      } else if (op === 5) {
+        done(new Error(`tftp ${path}: error ${msg.readUInt16BE(2)} ${msg.subarray(4).toString().replace(/\0.*/, '')}`));
+      }
+    });
+    const rrq = Buffer.from(`\0\x01${path}\0octet\0blksize\0${blksize}\0`, 'latin1');
+    sock.send(rrq, port, host);
+  });
+}
