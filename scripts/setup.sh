@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ironflow and its tests need on Debian/Ubuntu, then the npm dependencies and the build.
 # Idempotent: apt runs only when a program is missing (and only as root); npm ci only when the lock changed.
-#   scripts/setup.sh            server + test peers (redis-server, ipmitool, ipmi_sim, atftp, curl, socat)
+#   scripts/setup.sh            server + test peers (redis-server, redis-sentinel, ipmitool, ipmi_sim, atftp, curl, socat)
 #   SETUP_APT=0 scripts/setup.sh   never touch apt (print what is missing instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # program → Debian package
 declare -A NEED=(
   [redis-server]=redis-server [ipmitool]=ipmitool [ipmi_sim]=openipmi [atftp]=atftp
-  [curl]=curl [socat]=socat
+  [curl]=curl [socat]=socat [redis-sentinel]=redis-sentinel
 )
 missing=()
 for prog in "${!NEED[@]}"; do command -v "$prog" >/dev/null 2>&1 || missing+=("${NEED[$prog]}"); done
