@@ -36,7 +36,7 @@ export async function startServer(opts: { env?: Record<string, string> } = {}): 
   const tftpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-bench-'));
   const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'ironflow.js'), 'serve'], {
-    env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: String(tftpPort), IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', IRONFLOW_BENCH_ROUTES: 'true', ...opts.env },
+    env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: String(tftpPort), IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', IRONFLOW_BENCH_ROUTES: 'true', IRONFLOW_RATE_LIMITS: 'off', ...opts.env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

@@ -22,6 +22,8 @@ export interface Config {
   tokenTtlSeconds: number;
   eventsMaxLen: number;
   benchRoutes: boolean;
+  /** per-class overrides of the per-address rate limits, or null to disable them (benchmarks) */
+  rateLimits: Record<string, { perSecond: number; burst: number }> | null;
   timelineMaxLen: number;
   trustedProxies: string[];
   wsMaxBufferBytes: number;
@@ -47,6 +49,17 @@ const oneOf = <T extends string>(values: readonly T[]) => (raw: string) => {
   return raw as T;
 };
 const text = (raw: string) => raw;
+const LIMIT_CLASSES = ['auth', 'boot', 'discovery', 'machine'];
+function parseRateLimits(raw: string): Config['rateLimits'] {
+  if (raw === 'off') return null;
+  const out: Record<string, { perSecond: number; burst: number }> = {};
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-z]+)=(\d+(?:\.\d+)?)\/(\d+)$/.exec(part);
+    if (!m || !LIMIT_CLASSES.includes(m[1]!) || Number(m[2]) <= 0 || Number(m[3]) < 1) throw new ConfigError(`"off" or class=perSecond/burst with a class among ${LIMIT_CLASSES.join(', ')} ("${part}" is not)`);
+    out[m[1]!] = { perSecond: Number(m[2]), burst: Number(m[3]) };
+  }
+  return out;
+}
 const ipList = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
   const [ip, bits, more] = s.split('/');
   const family = isIP(ip ?? '');
@@ -78,6 +91,7 @@ const settings = [
   { key: 'secretKey', env: 'IRONFLOW_SECRET_KEY', flag: 'secret-key', parse: (r: string) => { if (!/^[0-9a-fA-F]{64}$/.test(r)) throw new ConfigError('64 hex characters (32 bytes)'); return r.toLowerCase(); }, accepted: '64 hex characters', help: 'server key (token signing, encryption); default: generated in the data dir' },
   { key: 'tokenTtlSeconds', env: 'IRONFLOW_TOKEN_TTL', flag: 'token-ttl', parse: int(60, 31_536_000), accepted: '60-31536000', help: 'lifetime of user tokens in seconds' },
   { key: 'timelineMaxLen', env: 'IRONFLOW_TIMELINE_MAXLEN', flag: 'timeline-maxlen', parse: int(100, 10_000_000), accepted: '100-10000000', help: 'approximate length cap of each machine\'s timeline' },
+  { key: 'rateLimits', env: 'IRONFLOW_RATE_LIMITS', flag: 'rate-limits', parse: parseRateLimits, accepted: '"off" or class=perSecond/burst,… (classes auth, boot, discovery, machine)', help: 'per-source-address limits of unauthenticated endpoints (default auth=1/10,boot=50/200,discovery=1/5,machine=20/100)' },
   { key: 'benchRoutes', env: 'IRONFLOW_BENCH_ROUTES', flag: 'bench-routes', parse: (r: string) => { if (r !== 'true' && r !== 'false') throw new ConfigError('true or false'); return r === 'true'; }, accepted: 'true or false', help: 'serve GET /bench/constant?bytes=N (the baseline of npm run bench); never in production' },
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
   { key: 'trustedProxies', env: 'IRONFLOW_TRUSTED_PROXIES', flag: 'trusted-proxies', parse: ipList, accepted: 'comma-separated IPs or CIDRs', help: 'peers whose X-Forwarded-For is believed by /metadata, /events, /phone-home (default: none)' },
@@ -100,6 +114,7 @@ const defaults: Config = {
   tokenTtlSeconds: 86_400,
   eventsMaxLen: 100_000,
   benchRoutes: false,
+  rateLimits: {},
   timelineMaxLen: 10_000,
   trustedProxies: [],
   wsMaxBufferBytes: 4 * 1024 * 1024,

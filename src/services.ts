@@ -52,7 +52,7 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
   const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
-  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, limits: new RateLimiters(), guard: new AuthGuard(signer, store, {
+  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, limits: new RateLimiters(config.rateLimits), guard: new AuthGuard(signer, store, {
     read: async () => Number((await redis.get(keys.extra('token-epoch'))) ?? 0),
     bump: () => redis.incr(keys.extra('token-epoch')),
   }), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };

@@ -54,10 +54,15 @@ export class RateLimiter {
 
 export class RateLimiters {
   private readonly limiters = new Map<RateLimitClass, RateLimiter>();
+  private readonly limits: Record<RateLimitClass, RateLimit> | null;
 
-  constructor(private readonly limits: Record<RateLimitClass, RateLimit> = RateLimits) {}
+  /** @param overrides per-class limits replacing the defaults, or null to turn limiting off (benchmarks) */
+  constructor(overrides: Partial<Record<string, RateLimit>> | null = {}) {
+    this.limits = overrides === null ? null : { ...RateLimits, ...overrides };
+  }
 
   take(cls: RateLimitClass, address: string): number {
+    if (!this.limits) return 0;
     let l = this.limiters.get(cls);
     if (!l) this.limiters.set(cls, (l = new RateLimiter(this.limits[cls])));
     return l.take(address);

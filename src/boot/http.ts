@@ -3,6 +3,7 @@
 // a 200 script that prints the error and drops to the iPXE shell, else 422 RENDER_FAILED.
 import { createReadStream } from 'node:fs';
 import { isIPv6 } from 'node:net';
+import type { RateLimiters } from '../auth/rate-limit.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../errors.js';
@@ -40,12 +41,14 @@ function servicesOf(deps: Partial<BootFilesDeps>): BootFilesDeps {
 /** Creates this process's BootFiles (decorated as `app.bootFiles`, closed with the app) and registers the /boot routes. */
 export function registerBootRoutes(app: FastifyInstance, deps: Partial<BootFilesDeps>, opts: BootFilesOptions = {}): BootFiles {
   const s = servicesOf(deps);
-  const boot = new BootFiles(s, opts);
+  // TFTP has no hook of its own: the same per-address limit as /boot/* (SPEC 10).
+  const limits = (deps as { limits?: RateLimiters }).limits;
+  const boot = new BootFiles(s, { ...(limits ? { admit: (ip: string) => limits.take('boot', ip) === 0 } : {}), ...opts });
   app.decorate('bootFiles', boot);
   app.addHook('onReady', async () => boot.start());
   app.addHook('onClose', async () => boot.close());
   const tags = ['boot'];
-  const config = { public: true };
+  const config = { public: true, rateLimit: 'boot' as const };
 
   app.get('/boot/discover.ipxe', {
     schema: {
@@ -53,7 +56,7 @@ export function registerBootRoutes(app: FastifyInstance, deps: Partial<BootFiles
       summary: 'Discovery: registers an unknown machine (preference autoDiscover) and returns its iPXE script',
       querystring: Type.Object({ mac: Type.Optional(Type.String({ maxLength: 64 })), arch: Type.Optional(Type.String({ maxLength: 32 })) }),
     },
-    config,
+    config: { public: true, rateLimit: 'discovery' },
   }, async (req, reply) => {
     const q = req.query as { mac?: string; arch?: string };
     const file = await boot.discover(q, req.ip, publicUrlOf(s.config.publicUrl, req));

@@ -56,3 +56,12 @@ describe('ironflow serve', () => {
     expect(spawnSync('pgrep', ['-f', join(dataDir, 'redis')]).status).toBe(1);
   });
 });
+
+describe('rate limit settings', () => {
+  it.each(['boot=0/10', 'nope=1/1', 'boot=5', 'boot=5/0'])('refuses IRONFLOW_RATE_LIMITS=%s with one clear line', (value) => {
+    const res = run(['serve'], { IRONFLOW_RATE_LIMITS: value, IRONFLOW_DATA_DIR: mkdtempSync(join(tmpdir(), 'if-')) });
+    expect(res.status).toBe(2);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain('IRONFLOW_RATE_LIMITS');
+  });
+});

@@ -27,10 +27,11 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(opts: { content?: string[]; log?: Logger } = {}): Promise<TestApp> {
+export async function createTestApp(opts: { content?: string[]; log?: Logger; env?: Record<string, string> } = {}): Promise<TestApp> {
   const prefix = uniquePrefix('app');
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-test-'));
-  const config = loadConfig({ IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: prefix, IRONFLOW_LOG_LEVEL: 'silent' });
+  // Discovery is limited to 1/s per address by default; tests discover many machines from one address.
+  const config = loadConfig({ IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: prefix, IRONFLOW_LOG_LEVEL: 'silent', IRONFLOW_RATE_LIMITS: 'discovery=100/100', ...opts.env });
   const connections: Redis[] = [];
   const connect = (o: { blocking?: boolean }) => {
     const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: o.blocking ? null : 1 });
