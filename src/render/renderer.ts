@@ -23,6 +23,10 @@ interface Frame {
   depth: number;
   /** characters produced by nested renders so far: bounds work even when the final output is small */
   work: number;
+  /** `each` iterations so far: bounds loops that produce little or no output */
+  iterations: number;
+  /** performance.now() when the render started */
+  started: number;
   /** nested template names being rendered, outermost first */
   trail: string[];
 }
@@ -45,7 +49,21 @@ export function createRenderer(source: TemplateSource, options: RendererOptions 
   const maxOutput = options.maxOutputBytes ?? 4 * 1024 * 1024;
   const maxDepth = options.maxDepth ?? 16;
   const maxWork = maxOutput * 4;
+  const maxIterations = options.maxIterations ?? 100_000;
+  const maxRenderMs = options.maxRenderMs ?? 2000;
   const hb = Handlebars.create();
+  /** A render is synchronous and cannot be interrupted: loops, partials and helpers check the budget. */
+  const checkBudget = (f: Frame) => {
+    if (f.iterations > maxIterations) throw new RenderFailure(`more than ${maxIterations} loop iterations`, [...f.trail]);
+    if (performance.now() - f.started > maxRenderMs) throw new RenderFailure(`render took longer than ${maxRenderMs} ms`, [...f.trail]);
+  };
+  const builtinEach = hb.helpers.each as Handlebars.HelperDelegate;
+  hb.registerHelper('each', function (this: unknown, context: unknown, eachOptions: Handlebars.HelperOptions) {
+    const f = frame();
+    f.iterations += Array.isArray(context) ? context.length : context !== null && typeof context === 'object' ? Object.keys(context).length : 0;
+    checkBudget(f);
+    return builtinEach.call(this, context, eachOptions);
+  });
   // A template must not write into the server's log; `log` is a known helper compiled as a direct call, so it is replaced, not removed.
   hb.registerHelper('log', () => {
     throw new RenderFailure('helper "log" is not available in Ironflow templates', [...frame().trail]);
@@ -128,6 +146,7 @@ export function createRenderer(source: TemplateSource, options: RendererOptions 
   for (const [name, helper] of Object.entries(helpers)) {
     hb.registerHelper(name, (...args: unknown[]) => {
       const helperOptions = args.pop() as Handlebars.HelperOptions;
+      checkBudget(frame());
       try {
         return helper(scope, args, helperOptions);
       } catch (err) {
@@ -146,6 +165,7 @@ export function createRenderer(source: TemplateSource, options: RendererOptions 
     const name = typeof partialOptions.name === 'string' ? partialOptions.name : 'partial';
     const fn = found ?? (name === '@partial-block' ? undefined : compiledTemplate(name));
     if (fn === undefined) throw new RenderFailure(`partial "${name}": no such template`, [...frame().trail]);
+    checkBudget(frame());
     if (typeof fn !== 'function') return fn;
     return (ctx: unknown, runtime: unknown) => nested(name, () => (fn as Compiled)(ctx, runtime as Handlebars.RuntimeOptions));
   };
@@ -153,7 +173,7 @@ export function createRenderer(source: TemplateSource, options: RendererOptions 
 
   const run = (label: string, ctx: RenderContext, trail: string[], body: (view: Record<string, unknown>) => string): string => {
     const previous = active;
-    const f: Frame = { ctx, view: viewOf(ctx), depth: 0, work: 0, trail };
+    const f: Frame = { ctx, view: viewOf(ctx), depth: 0, work: 0, iterations: 0, started: performance.now(), trail };
     active = f;
     try {
       const out = body(f.view);

@@ -53,4 +53,8 @@ export interface RendererOptions {
   maxDepth?: number;
   /** compiled inline sources kept (default 2000) */
   stringCacheSize?: number;
+  /** `each` iterations allowed in one render, nested loops included (default 100,000) */
+  maxIterations?: number;
+  /** time one render may take, checked at every loop, partial and helper call (default 2000 ms) */
+  maxRenderMs?: number;
 }
