@@ -1,12 +1,14 @@
 // `npm run bench [-- name...] [--size tiny|full]`: runs the benchmarks of BENCH.md against a real
 // server process and a private redis-server, prints one table and writes bench/results/latest.json.
 import { printAndSave, startServer, type Row } from './lib.js';
+import { agentBench } from './agent.js';
 import { bootStorm } from './boot-storm.js';
 import { storeScale } from './store-scale.js';
+import { workflowBench } from './workflow.js';
 
 const SIZES = {
-  tiny: { storeScale: 300, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
-  full: { storeScale: 100_000, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
+  tiny: { storeScale: 300, workflow: 50, agent: 20, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
+  full: { storeScale: 100_000, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
 } as const;
 
 const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Promise<Row[]>> = {
@@ -14,6 +16,22 @@ const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Prom
     const s = await startServer();
     try {
       return await bootStorm(s, size.boot.machines, size.boot);
+    } finally {
+      await s.stop();
+    }
+  },
+  workflow: async (size) => {
+    const s = await startServer();
+    try {
+      return await workflowBench(s, size.workflow);
+    } finally {
+      await s.stop();
+    }
+  },
+  agent: async (size) => {
+    const s = await startServer();
+    try {
+      return await agentBench(s, size.agent);
     } finally {
       await s.stop();
     }

@@ -13,6 +13,7 @@ import { registerContentRoutes } from './api/contents.js';
 import { registerCrud } from './api/crud.js';
 import { registerEventRoutes } from './api/events.js';
 import { registerFileRoutes } from './api/files.js';
+import { registerJobRoutes } from './api/jobs.js';
 import { registerMachineFacing } from './api/machine-facing.js';
 import { registerMachineTokenRoutes } from './api/machine-tokens.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
@@ -77,6 +78,7 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   registerAccess(app, deps);
   registerAuthRoutes(app, deps);
   registerCrud(app, deps);
+  registerJobRoutes(app, deps);
   registerParamRoutes(app, deps);
   registerPrefRoutes(app, deps);
   registerContentRoutes(app, deps);

@@ -27,6 +27,7 @@ export interface Config {
   timelineMaxLen: number;
   trustedProxies: string[];
   wsMaxBufferBytes: number;
+  jobLogMaxBytes: number;
 }
 
 interface Setting<K extends keyof Config> {
@@ -66,6 +67,9 @@ const ipList = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boole
   if (family === 0 || more !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)))) throw new ConfigError(`IPs or CIDRs separated by commas ("${s}" is neither)`);
   return s;
 });
+// Sentinel and Cluster URLs list several hosts (h1:p1,h2:p2), which WHATWG URL refuses; store/connect.ts parses them.
+const MULTI_HOST_REDIS = /^redis\+(sentinel|cluster):\/\/(?:[^@/?\s]*@)?[^/?@\s]+(?:\/[^?]*)?(?:\?.*)?$/;
+const redisUrl = (raw: string) => (MULTI_HOST_REDIS.test(raw) ? raw : url(['redis:', 'rediss:', 'redis+sentinel:', 'redis+cluster:', 'unix:'])(raw));
 const url = (schemes: string[]) => (raw: string) => {
   try {
     const u = new URL(raw);
@@ -85,7 +89,7 @@ const settings = [
   { key: 'publicUrl', env: 'IRONFLOW_PUBLIC_URL', flag: 'public-url', parse: url(['http:', 'https:']), accepted: 'an http(s) URL', help: 'how machines reach this server (default: from the request Host header)' },
   { key: 'contentDirs', env: 'IRONFLOW_CONTENT_DIRS', flag: 'content-dirs', parse: (r: string) => r.split(',').map((d) => d.trim()).filter(Boolean).map((d) => resolve(d)), accepted: 'comma-separated directories', help: 'extra content pack folders' },
   { key: 'logLevel', env: 'IRONFLOW_LOG_LEVEL', flag: 'log-level', parse: oneOf(LogLevels), accepted: LogLevels.join(', '), help: 'log level' },
-  { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', parse: url(['redis:', 'rediss:', 'redis+sentinel:', 'redis+cluster:', 'unix:']), accepted: 'a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix: URL', help: 'Redis to use; unset = start an embedded redis-server' },
+  { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', parse: redisUrl, accepted: 'a redis://, rediss://, redis+sentinel://, redis+cluster:// or unix: URL', help: 'Redis to use; unset = start an embedded redis-server' },
   { key: 'redisPrefix', env: 'IRONFLOW_REDIS_PREFIX', flag: 'redis-prefix', parse: (r: string) => { if (!/^[A-Za-z0-9_-]{1,64}$/.test(r)) throw new ConfigError('letters, digits, - and _'); return r; }, accepted: 'letters, digits, - and _', help: 'namespace of all Redis keys (several installations may share one Redis)' },
   { key: 'adminPassword', env: 'IRONFLOW_ADMIN_PASSWORD', flag: 'admin-password', parse: (r: string) => { if (r.length < 8) throw new ConfigError('at least 8 characters'); return r; }, accepted: 'at least 8 characters', help: 'password of the admin user created on first start' },
   { key: 'secretKey', env: 'IRONFLOW_SECRET_KEY', flag: 'secret-key', parse: (r: string) => { if (!/^[0-9a-fA-F]{64}$/.test(r)) throw new ConfigError('64 hex characters (32 bytes)'); return r.toLowerCase(); }, accepted: '64 hex characters', help: 'server key (token signing, encryption); default: generated in the data dir' },
@@ -95,6 +99,7 @@ const settings = [
   { key: 'benchRoutes', env: 'IRONFLOW_BENCH_ROUTES', flag: 'bench-routes', parse: (r: string) => { if (r !== 'true' && r !== 'false') throw new ConfigError('true or false'); return r === 'true'; }, accepted: 'true or false', help: 'serve GET /bench/constant?bytes=N (the baseline of npm run bench); never in production' },
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
   { key: 'trustedProxies', env: 'IRONFLOW_TRUSTED_PROXIES', flag: 'trusted-proxies', parse: ipList, accepted: 'comma-separated IPs or CIDRs', help: 'peers whose X-Forwarded-For is believed by /metadata, /events, /phone-home (default: none)' },
+  { key: 'jobLogMaxBytes', env: 'IRONFLOW_JOB_LOG_MAX', flag: 'job-log-max', parse: int(4096, 1_073_741_824), accepted: '4096-1073741824', help: 'bytes of log kept per job; past it the log is cut and marked' },
   { key: 'wsMaxBufferBytes', env: 'IRONFLOW_WS_MAX_BUFFER', flag: 'ws-max-buffer', parse: int(65_536, 1_073_741_824), accepted: '65536-1073741824', help: 'bytes queued for one WebSocket client before it is closed with 1013' },
 ] as const satisfies readonly Setting<keyof Config>[];
 
@@ -118,6 +123,7 @@ const defaults: Config = {
   timelineMaxLen: 10_000,
   trustedProxies: [],
   wsMaxBufferBytes: 4 * 1024 * 1024,
+  jobLogMaxBytes: 16 * 1024 * 1024,
 };
 
 /** The settings table (for `ironflow serve --help` and the README). */

@@ -13,6 +13,9 @@ export async function main(argv: string[]): Promise<void> {
       await import('./serve.js').then((m) => m.serve(args.flags));
       return;
     }
+    if (args.positional[0] === 'agent') {
+      process.exit(await import('./agent/agent.js').then((m) => m.runAgentCommand(args.flags, process.env)));
+    }
     await runCli(args, process.env, (s) => process.stdout.write(`${s}\n`));
   } catch (err) {
     if (err instanceof CliError) {

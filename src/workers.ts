@@ -3,6 +3,7 @@ import { startMachineEvents } from './events/machine-events.js';
 import { startRetention } from './events/retention.js';
 import { startWebhookMatcher } from './events/webhooks.js';
 import { startBmcWorker } from './jobs/bmc-worker.js';
+import { startRunner } from './jobs/runner.js';
 import { startWebhookWorker } from './jobs/webhook-worker.js';
 import type { Services } from './services.js';
 
@@ -12,6 +13,7 @@ type WorkerStarter = (s: Services) => Promise<Closer>;
 /** Every worker of the worker role; a module adds its starter here. */
 const starters: WorkerStarter[] = [
   (s) => startBmcWorker(s),
+  (s) => startRunner(s),
   (s) => startMachineEvents(s),
   (s) => startRetention(s),
   (s) => startWebhookMatcher(s),

@@ -5,8 +5,9 @@ import { packFromBundle, packToBundle, readPackDir, writePackDir } from '../cont
 import { Kinds } from '../models/registry.js';
 import type { Args } from './args.js';
 import { bmcCommand } from './bmc.js';
-import { eventsCommand, EVENTS_USAGE } from './events.js';
 import { ApiClient, CliError, forgetCredentials, saveCredentials } from './client.js';
+import { eventsCommand, EVENTS_USAGE } from './events.js';
+import { jobsLog, JOBS_USAGE } from './jobs.js';
 import { render } from './output.js';
 
 type Out = (s: string) => void;
@@ -41,6 +42,11 @@ BMC (waits for the outcome; --wait 0 returns the queued request):
   bmc KEY list | show ID | reset [warm|cold]       BMC requests of a machine, newest first
 
 ${EVENTS_USAGE}
+
+${JOBS_USAGE}
+
+agent (runs on the machine):
+  agent --endpoint URL --machine UUID --token TOKEN [--work-dir DIR] [--reboot-command CMD] [--poweroff-command CMD]
 
 content:
   content bundle DIR [FILE]                       pack folder → one YAML/JSON bundle (stdout without FILE)
@@ -89,9 +95,10 @@ export async function runCli(args: Args, env: NodeJS.ProcessEnv, out: Out): Prom
   }
   if (cmd === 'logout') return out(forgetCredentials(env) ? 'logged out' : 'not logged in');
   if (cmd === 'prefs') return prefs(client(), sub, rest, print);
+  if (cmd === 'content') return content(client(), sub, rest, print, out);
   if (cmd === 'power' || cmd === 'bootdev' || cmd === 'bmc') return bmcCommand(client(), cmd, args.positional.slice(1), args.flags, print);
   if (cmd === 'events' || cmd === 'timeline') return eventsCommand(client(), cmd, sub, args.flags, print, out);
-  if (cmd === 'content') return content(client(), sub, rest, print, out);
+  if (cmd === 'jobs' && sub === 'log') return jobsLog(env, args.flags.endpoint, rest, args.flags);
   if (!CLI_KINDS.has(cmd)) throw new CliError(`unknown command "${cmd}"\n${USAGE}`, 2);
   const api = client();
   const base = `/${cmd}`;

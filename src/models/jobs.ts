@@ -31,6 +31,7 @@ export const jobs = defineKind({
   schema: JobSchema,
   description: 'Runs of tasks on machines',
   generateKey: () => randomUUID(),
+  customWrites: true, // POST is the agent's claim, PATCH moves state: api/jobs.ts
   indexes: {
     machine: { type: 'string' },
     task: { type: 'string' },

@@ -36,6 +36,7 @@ export const MachineSchema = objectSchema('Machine', {
     memoryIds: Type.Optional(Type.Array(Type.String())),
   }, { additionalProperties: false })),
   secret: Type.Optional(Type.String({ description: 'token signing secret; never returned' })),
+  engine: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'workflow runner state (jobs/runner.ts); never returned' })),
 });
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -60,7 +61,7 @@ export const machines = defineKind({
   schema: MachineSchema,
   description: 'Physical or virtual machines Ironflow boots and provisions',
   hasParams: true,
-  hidden: ['secret'],
+  hidden: ['secret', 'engine'],
   generateKey: () => randomUUID(),
   indexes: {
     name: { type: 'string', unique: true },

@@ -1,5 +1,6 @@
 // The stages kind: a bootenv plus a task list (and params/profiles); `none` and `local` are built in.
 import { Type } from 'typebox';
+import { entryArgs } from './action-schemas.js';
 import { defineKind, NameSchema, objectSchema, ParamsMapSchema, type StoredObject } from './common.js';
 
 export const StageSchema = objectSchema('Stage', {
@@ -29,6 +30,10 @@ export const stages = defineKind({
     { name: 'local', bootEnv: 'local', tasks: [], params: {}, profiles: [], readOnly: true, description: 'Boot from the local disk' },
   ],
   normalise: (s) => ({ bootEnv: '', tasks: [], params: {}, profiles: [], ...s }),
+  check: (s) => ((s.tasks as string[] | undefined) ?? []).flatMap((t, i) => {
+    const m = /^action:([^:]*)(?::(.*))?$/s.exec(t);
+    return m ? entryArgs(m[1]!, m[2]).problems.map((p) => `tasks/${i}: ${p}`) : [];
+  }),
   references(s: StoredObject) {
     const refs = ((s.profiles as string[] | undefined) ?? []).map((p, i) => ({ prefix: 'profiles', key: p, field: `profiles/${i}` }));
     if (s.bootEnv) refs.push({ prefix: 'bootenvs', key: s.bootEnv as string, field: 'bootEnv' });

@@ -1,5 +1,6 @@
 // The tasks kind: either scripts for the machine agent (`templates`) or server-side steps (`actions`).
 import { Type } from 'typebox';
+import { actionArgProblems } from './action-schemas.js';
 import { defineKind, NameSchema, objectSchema, type StoredObject } from './common.js';
 import { checkTemplateEntries, TemplateEntrySchema, templateRefs, type TemplateEntry } from './template-entry.js';
 
@@ -37,6 +38,7 @@ export const tasks = defineKind({
     const hasActions = Array.isArray(t.actions);
     const problems = checkTemplateEntries(entries(t), 'templates');
     if (hasTemplates === hasActions) problems.push('a task needs exactly one of "templates" (agent scripts) or "actions" (server-side steps)');
+    ((t.actions as { action: string; args?: unknown }[] | undefined) ?? []).forEach((a, i) => problems.push(...actionArgProblems(a.action, a.args, `actions/${i} (${a.action})`)));
     return problems;
   },
   references: (t) => templateRefs(entries(t), 'templates'),

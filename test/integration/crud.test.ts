@@ -4,12 +4,9 @@ import { Kinds } from '../../src/models/registry.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 
 let t: TestApp;
-let machineUuid: string;
 
 beforeAll(async () => {
   t = await createTestApp();
-  const m = await t.call({ method: 'POST', url: '/api/v1/machines', payload: { name: 'job-owner' } });
-  machineUuid = m.json().uuid;
   await t.call({ method: 'POST', url: '/api/v1/tasks', payload: { name: 'base-task', actions: [{ action: 'wait.seconds', args: { seconds: 1 } }] } });
   await t.call({ method: 'POST', url: '/api/v1/stages', payload: { name: 'base-stage', tasks: ['base-task'] } });
 });
@@ -33,7 +30,6 @@ const cases: Record<string, Case> = {
   tasks: { sample: () => ({ name: 'crud-t', templates: [{ name: 's', contents: 'echo hi' }] }), change: { description: 'x' }, filter: () => 'name=crud-t' },
   stages: { sample: () => ({ name: 'crud-s', tasks: ['base-task'], bootEnv: 'local' }), change: { tasks: [] }, filter: () => 'bootEnv=local' },
   workflows: { sample: () => ({ name: 'crud-w', stages: ['base-stage'] }), change: { stages: ['base-stage', 'base-stage'] }, filter: () => 'stages=base-stage' },
-  jobs: { sample: () => ({ machine: machineUuid, task: 'base-task' }), change: { state: 'running' }, filter: () => `machine=${machineUuid}` },
   subscriptions: { sample: () => ({ name: 'crud-sub', url: 'http://127.0.0.1:1/hook', topics: ['machines.*.*'] }), change: { enabled: false }, filter: () => 'enabled=true' },
   users: { sample: () => ({ name: 'crud-u', role: 'readonly', password: 'a-long-password' }), change: { role: 'operator' }, filter: () => 'role=readonly' },
 };
