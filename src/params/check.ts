@@ -1,4 +1,5 @@
 // Validates param values against their Param's JSON Schema (SPEC 3.2): one message per bad value.
+import { isDeepStrictEqual } from 'node:util';
 import { Compile, type Validator } from 'typebox/compile';
 import { isPlaceholder, isSealed, type Sealed } from '../models/sealed.js';
 import type { ObjectStore } from '../store/objects.js';
@@ -40,12 +41,18 @@ export async function prepareParamValues(
   current: Record<string, unknown>,
 ): Promise<{ values: Record<string, unknown>; problems: string[] }> {
   const names = Object.keys(values);
-  if (names.length === 0) return { values, problems: [] };
-  const defs = new Map((await store.getMany('params', names)).map((d) => [d.name as string, d]));
+  // Values identical to the stored ones were checked (and sealed) when they were written.
+  const changed = new Set(names.filter((n) => !isDeepStrictEqual(values[n], current[n])));
+  if (changed.size === 0) return { values, problems: [] };
+  const defs = new Map((await store.getMany('params', [...changed])).map((d) => [d.name as string, d]));
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const name of names) {
     const v = values[name];
+    if (!changed.has(name)) {
+      out[name] = v;
+      continue;
+    }
     const def = defs.get(name);
     if (isPlaceholder(v)) {
       if (isSealed(current[name])) out[name] = current[name];

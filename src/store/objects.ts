@@ -250,7 +250,10 @@ export class ObjectStore {
       obj = { ...obj, params: prepared.values };
     }
     if (invalid.length > 0) throw new AppError('INVALID', `invalid ${kind.prefix} object: ${invalid[0]}`, { kind: kind.prefix, key, messages: invalid });
-    const refs = kind.references ? kind.references(obj) : [];
+    // References the stored object already had were checked when it was written, and an object in use
+    // cannot be deleted: only new references need a look-up (the runner's saves add none).
+    const before = new Set(cur && kind.references ? kind.references(cur).map((r) => `${r.prefix}/${r.key}`) : []);
+    const refs = kind.references ? kind.references(obj).filter((r) => !before.has(`${r.prefix}/${r.key}`)) : [];
     const found = await Promise.all(refs.map((ref) => (kindOf(ref.prefix) ? this.ctx.exists(ref.prefix, ref.key) : false)));
     const missing = refs.filter((_, i) => !found[i]).map((ref) => `${ref.field}: ${ref.prefix}/${ref.key} does not exist`);
     const problems = kind.checkWith ? await kind.checkWith(obj, this.ctx) : [];
