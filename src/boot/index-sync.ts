@@ -188,9 +188,12 @@ export class IndexSync {
     const uuid = String(m.uuid);
     const bootEnv = String(m.bootEnv ?? '');
     const bootenv = this.cache.bootenvs.get(bootEnv);
+    // Most machine writes (the workflow runner's) change nothing a path can depend on: skip the re-render.
+    const inputs = hashInputs([bootEnv, bootenv?.revision, m.hardwareAddrs, m.address, m.name, m.params, m.arch]);
+    if (typeof m.revision === 'number' && this.index.touchMachine(uuid, bootEnv, inputs, m.revision)) return;
     const { files, errors } = machineFiles(this.deps.renderer, m, bootenv, this.cache.paramDefaults);
     const revisions = bootenv && typeof m.revision === 'number' && typeof bootenv.revision === 'number' ? { machine: m.revision, bootenv: bootenv.revision } : undefined;
-    const clashes = this.index.setMachine(uuid, bootEnv, files, revisions);
+    const clashes = this.index.setMachine(uuid, bootEnv, files, revisions, inputs);
     if (errors.length > 0) this.deps.log.warn({ machine: uuid, bootEnv, errors }, 'some boot paths of a machine do not render');
     if (clashes.length > 0) this.deps.log.warn({ machine: uuid, paths: clashes }, 'boot paths already claimed by another machine (the first claim is served)');
   }
@@ -201,6 +204,14 @@ export class IndexSync {
     this.unsubscribe?.();
     for (const w of [...this.waiters]) w.done(false);
   }
+}
+
+/** FNV-1a of the JSON of the machine fields and bootenv revision its paths are computed from. */
+function hashInputs(values: unknown[]): number {
+  const text = JSON.stringify(values);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 function parse(json: string): StoredObject | undefined {

@@ -134,6 +134,8 @@ interface MachineRecord {
   /** machine and bootenv revisions the paths were computed from (-1 unknown) */
   machineRev: number;
   bootenvRev: number;
+  /** hash of everything the paths were computed from (see IndexSync.indexMachine) */
+  inputs: number;
 }
 
 function targetOf(rec: MachineRecord, path: string): BootTarget {
@@ -159,12 +161,23 @@ export class PathIndex {
   }
 
   /** Replaces every path of a machine (its old paths stop resolving in the same step); returns the paths another machine holds. */
-  setMachine(uuid: string, bootEnv: string, files: readonly (BootTarget & { path: string })[], revisions?: { machine: number; bootenv: number }): string[] {
+  /**
+   * When the inputs a machine's paths depend on are unchanged, only the revision moves (no re-render):
+   * returns true when the machine was recorded with exactly these inputs.
+   */
+  touchMachine(uuid: string, bootEnv: string, inputs: number, machineRev: number): boolean {
+    const rec = this.byMachine.get(uuid);
+    if (!rec || rec.bootEnv !== bootEnv || rec.inputs !== inputs) return false;
+    rec.machineRev = machineRev;
+    return true;
+  }
+
+  setMachine(uuid: string, bootEnv: string, files: readonly (BootTarget & { path: string })[], revisions?: { machine: number; bootenv: number }, inputs = 0): string[] {
     this.removeMachine(uuid);
     // the same machine naming one path twice: the first entry wins
     const kept = files.filter((f, i) => files.findIndex((g) => g.path === f.path) === i);
     // exact-size arrays: at 100,000 machines every spare slot costs megabytes
-    const rec: MachineRecord = { uuid, bootEnv, paths: kept.map((f) => f.path), entries: kept.map((f) => f.entry), macs: kept.map((f) => f.mac), machineRev: revisions?.machine ?? -1, bootenvRev: revisions?.bootenv ?? -1 };
+    const rec: MachineRecord = { uuid, bootEnv, paths: kept.map((f) => f.path), entries: kept.map((f) => f.entry), macs: kept.map((f) => f.mac), machineRev: revisions?.machine ?? -1, bootenvRev: revisions?.bootenv ?? -1, inputs };
     const clashes: string[] = [];
     for (const path of rec.paths) {
       const cur = this.byPath.get(path);
