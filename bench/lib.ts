@@ -1,7 +1,7 @@
 // Shared bench plumbing: a private redis-server, a real `ironflow serve` process, an admin token,
 // concurrent HTTP load, percentiles, and the results table/JSON of BENCH.md.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,12 +30,16 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function startServer(opts: { env?: Record<string, string> } = {}): Promise<Server> {
+export async function startServer(opts: { env?: Record<string, string>; beforeStart?: (redis: TestRedis) => Promise<void> } = {}): Promise<Server> {
   const redis = await startRedis();
+  await opts.beforeStart?.(redis); // e.g. data written straight into Redis before the server reads it
   const port = await freePort();
   const tftpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'ironflow-bench-'));
-  const child: ChildProcess = spawn(process.execPath, [join(ROOT, 'bin', 'ironflow.js'), 'serve'], {
+  // From source (node --import tsx) with IRONFLOW_BENCH_FROM_SOURCE=1 or when there is no build: tests need no `npm run build`.
+  const fromSource = process.env.IRONFLOW_BENCH_FROM_SOURCE === '1' || !existsSync(join(ROOT, 'dist', 'main.js'));
+  const entry = fromSource ? ['--import', 'tsx', join(ROOT, 'test', 'helpers', 'ironflow-main.ts')] : [join(ROOT, 'bin', 'ironflow.js')];
+  const child: ChildProcess = spawn(process.execPath, [...entry, 'serve'], {
     env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: String(tftpPort), IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', IRONFLOW_BENCH_ROUTES: 'true', IRONFLOW_RATE_LIMITS: 'off', ...opts.env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -44,7 +48,11 @@ export async function startServer(opts: { env?: Record<string, string> } = {}): 
     try {
       if ((await fetch(`${url}/healthz`)).ok) break;
     } catch { /* not up yet */ }
-    if (i > 300 || child.exitCode !== null) throw new Error('ironflow serve did not start (did you run npm run build?)');
+    if (i > 300 || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      await redis.stop(); // no orphaned redis-server when the server does not come up
+      throw new Error('ironflow serve did not start (did you run npm run build?)');
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   const res = await fetch(`${url}/api/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'bench-password' }) });

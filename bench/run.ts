@@ -1,21 +1,58 @@
 // `npm run bench [-- name...] [--size tiny|full]`: runs the benchmarks of BENCH.md against a real
 // server process and a private redis-server, prints one table and writes bench/results/latest.json.
 import { printAndSave, startServer, type Row } from './lib.js';
-import { agentBench } from './agent.js';
 import { bootStorm } from './boot-storm.js';
 import { storeScale } from './store-scale.js';
 import { workflowBench } from './workflow.js';
+import { agentBench } from './agent.js';
+import { userStateBench, USER_STATE_ENV } from './user-state.js';
+import { wsFanoutBench, WS_FANOUT_ENV } from './ws-fanout.js';
+import { eventsQueryBench, eventsQueryServer } from './events-query.js';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const SIZES = {
-  tiny: { storeScale: 300, workflow: 50, agent: 20, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
-  full: { storeScale: 100_000, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
+export const SIZES = {
+  tiny: { storeScale: 300, userState: { machines: 50, rounds: 1, seconds: 0.3, connections: 20 }, wsFanout: { clients: 20, wildcards: 2, events: 200, producers: 2, rounds: 1, pacedRate: 1000 }, eventsQuery: { machines: 20, events: 8000, rounds: 1, queries: 50, concurrency: 4 }, workflow: 50, agent: 20, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
+  full: { storeScale: 100_000, userState: { machines: 10_000, rounds: 5, seconds: 4, connections: 200 }, wsFanout: { clients: 1000, wildcards: 10, events: 20_000, producers: 2, rounds: 3, pacedRate: 2000 }, eventsQuery: { machines: 10_000, events: 1_000_000, rounds: 3, queries: 2000, concurrency: 4 }, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
 } as const;
 
-const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Promise<Row[]>> = {
+export const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Promise<Row[]>> = {
+  'user-state': async (size) => {
+    const s = await startServer({ env: USER_STATE_ENV });
+    try {
+      return await userStateBench(s, size.userState.machines, size.userState);
+    } finally {
+      await s.stop();
+    }
+  },
+  'ws-fanout': async (size) => {
+    const s = await startServer({ env: WS_FANOUT_ENV });
+    try {
+      return await wsFanoutBench(s, size.wsFanout);
+    } finally {
+      await s.stop();
+    }
+  },
+  'events-query': async (size) => {
+    const { s, seed } = await eventsQueryServer(size.eventsQuery);
+    try {
+      return await eventsQueryBench(s, seed, size.eventsQuery);
+    } finally {
+      await s.stop();
+    }
+  },
   'boot-storm': async (size) => {
     const s = await startServer();
     try {
       return await bootStorm(s, size.boot.machines, size.boot);
+    } finally {
+      await s.stop();
+    }
+  },
+  'store-scale': async (size) => {
+    const s = await startServer();
+    try {
+      return await storeScale(s, size.storeScale);
     } finally {
       await s.stop();
     }
@@ -36,17 +73,12 @@ const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Prom
       await s.stop();
     }
   },
-  'store-scale': async (size) => {
-    const s = await startServer();
-    try {
-      return await storeScale(s, size.storeScale);
-    } finally {
-      await s.stop();
-    }
-  },
 };
 
-const args = process.argv.slice(2);
+// Runs only as `tsx bench/run.ts`; test/e2e/bench-tiny.test.ts imports `benches` and `SIZES`.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main(process.argv.slice(2));
+
+async function main(args: string[]): Promise<void> {
 const sizeArg = args.find((a) => a.startsWith('--size='))?.split('=')[1] ?? 'full';
 if (!(sizeArg in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(', ')}`);
 const names = args.filter((a) => !a.startsWith('--'));
@@ -54,3 +86,4 @@ for (const n of names) if (!benches[n]) throw new Error(`unknown benchmark ${n};
 const rows: Row[] = [];
 for (const name of names.length ? names : Object.keys(benches)) rows.push(...(await benches[name]!(SIZES[sizeArg as keyof typeof SIZES])));
 printAndSave(rows, { size: sizeArg });
+}

@@ -10,11 +10,11 @@ export function tftpGet(host: string, port: number, path: string, blksize = 1468
     let size = blksize;
     const timer = setTimeout(() => { sock.close(); reject(new Error(`tftp ${path}: timeout`)); }, timeoutMs);
     const done = (err?: Error) => { clearTimeout(timer); sock.close(); err ? reject(err) : resolve(received); };
-    const ack = (block: number, rinfo: { address: string; port: number }) => {
+    const ack = (block: number, rinfo: { address: string; port: number }, then?: () => void) => {
       const b = Buffer.alloc(4);
       b.writeUInt16BE(4, 0);
       b.writeUInt16BE(block & 0xffff, 2);
-      sock.send(b, rinfo.port, rinfo.address);
+      sock.send(b, rinfo.port, rinfo.address, () => then?.());
     };
     sock.on('message', (msg, rinfo) => {
       const op = msg.readUInt16BE(0);
@@ -29,8 +29,9 @@ export function tftpGet(host: string, port: number, path: string, blksize = 1468
           received += msg.length - 4;
           expected++;
         }
-        ack(block, rinfo);
-        if (msg.length - 4 < size) done();
+        // the last block's ACK must leave before the socket closes, or the server retransmits and gives up
+        if (msg.length - 4 < size) ack(block, rinfo, () => done());
+        else ack(block, rinfo);
       } else if (op === 5) {
         done(new Error(`tftp ${path}: error ${msg.readUInt16BE(2)} ${msg.subarray(4).toString().replace(/\0.*/, '')}`));
       }

@@ -19,6 +19,7 @@ const owners = {
   fastify: ['app.ts', 'api/', 'boot/http.ts', 'events/ws.ts'],
   '@fastify/': ['app.ts', 'api/', 'boot/http.ts', 'events/ws.ts'],
   bullmq: ['jobs/'],
+  'prom-client': ['metrics/'],
   handlebars: ['render/'],
 };
 // folder → folders of src/ it must not import (lower layers never reach up)

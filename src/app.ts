@@ -16,6 +16,7 @@ import { registerFileRoutes } from './api/files.js';
 import { registerJobRoutes } from './api/jobs.js';
 import { registerMachineFacing } from './api/machine-facing.js';
 import { registerMachineTokenRoutes } from './api/machine-tokens.js';
+import { registerMetrics } from './api/metrics.js';
 import { errorHandler, notFoundHandler } from './api/errors.js';
 import { registerParamRoutes } from './api/params.js';
 import { registerPrefRoutes } from './api/prefs.js';
@@ -57,6 +58,7 @@ export async function buildApp(deps: Services): Promise<FastifyInstance> {
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+  registerMetrics(app, deps); // first: its onResponse hook observes every route; GET /metrics unless IRONFLOW_METRICS_PORT
   // Only JSON (and YAML bundles for content): any other body is a 415, not a string to validate.
   app.removeContentTypeParser('text/plain');
   // PATCH bodies: JSON Patch and JSON Merge Patch documents are JSON.

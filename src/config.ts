@@ -27,6 +27,9 @@ export interface Config {
   timelineMaxLen: number;
   trustedProxies: string[];
   wsMaxBufferBytes: number;
+  metricsPort: number;
+  redisWaitReplicas: number;
+  redisWaitTimeoutMs: number;
   jobLogMaxBytes: number;
 }
 
@@ -100,6 +103,9 @@ const settings = [
   { key: 'eventsMaxLen', env: 'IRONFLOW_EVENTS_MAXLEN', flag: 'events-maxlen', parse: int(1000, 100_000_000), accepted: '1000-100000000', help: 'approximate length cap of the global event stream' },
   { key: 'trustedProxies', env: 'IRONFLOW_TRUSTED_PROXIES', flag: 'trusted-proxies', parse: ipList, accepted: 'comma-separated IPs or CIDRs', help: 'peers whose X-Forwarded-For is believed by /metadata, /events, /phone-home (default: none)' },
   { key: 'jobLogMaxBytes', env: 'IRONFLOW_JOB_LOG_MAX', flag: 'job-log-max', parse: int(4096, 1_073_741_824), accepted: '4096-1073741824', help: 'bytes of log kept per job; past it the log is cut and marked' },
+  { key: 'metricsPort', env: 'IRONFLOW_METRICS_PORT', flag: 'metrics-port', parse: int(0, 65535), accepted: '0-65535 (0: /metrics on the main HTTP port)', help: 'separate port for GET /metrics (any role; workers need it to be scraped); 0 = /metrics on the main port' },
+  { key: 'redisWaitReplicas', env: 'IRONFLOW_REDIS_WAIT_REPLICAS', flag: 'redis-wait-replicas', parse: int(0, 16), accepted: '0-16', help: 'object writes are acknowledged only once this many replicas have them (Redis WAIT); 0 = do not wait' },
+  { key: 'redisWaitTimeoutMs', env: 'IRONFLOW_REDIS_WAIT_TIMEOUT', flag: 'redis-wait-timeout', parse: int(1, 60_000), accepted: '1-60000', help: 'milliseconds a write waits for its replicas before it is answered 503' },
   { key: 'wsMaxBufferBytes', env: 'IRONFLOW_WS_MAX_BUFFER', flag: 'ws-max-buffer', parse: int(65_536, 1_073_741_824), accepted: '65536-1073741824', help: 'bytes queued for one WebSocket client before it is closed with 1013' },
 ] as const satisfies readonly Setting<keyof Config>[];
 
@@ -123,6 +129,9 @@ const defaults: Config = {
   timelineMaxLen: 10_000,
   trustedProxies: [],
   wsMaxBufferBytes: 4 * 1024 * 1024,
+  metricsPort: 0,
+  redisWaitReplicas: 0,
+  redisWaitTimeoutMs: 1000,
   jobLogMaxBytes: 16 * 1024 * 1024,
 };
 

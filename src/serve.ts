@@ -7,6 +7,7 @@ import { buildApp } from './app.js';
 import { startBootTftp } from './boot/tftp-server.js';
 import { loadConfig, type Config } from './config.js';
 import { createLogger } from './log.js';
+import { startMetricsServer } from './metrics/server.js';
 import { connectRedis } from './store/connect.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './store/embedded-redis.js';
 import { buildServices, initialiseStore } from './services.js';
@@ -42,6 +43,11 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
   await checkServerKey(redis, services.keys.extra('server-key-fingerprint'), services.serverKey.fingerprint());
 
   const closers: (() => Promise<void>)[] = [];
+  if (config.metricsPort > 0) {
+    const metrics = await startMetricsServer(services, config.host, config.metricsPort);
+    log.info(`metrics listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${metrics.port}/metrics`);
+    closers.push(() => metrics.close());
+  }
   if (config.role === 'all' || config.role === 'api') {
     await initialiseStore(services, [join(PACKAGE_ROOT, 'content'), ...config.contentDirs]);
     const app = await buildApp(services);
@@ -52,7 +58,7 @@ async function run(config: Config, redisUrl: string, log: Logger, stopRedis: () 
     }
     closers.push(() => app.close());
     if (config.tftpPort > 0) {
-      const tftp = await startBootTftp(app.bootFiles, config, log);
+      const tftp = await startBootTftp(app.bootFiles, config, log, services.metrics);
       log.info(`tftp listening on tftp://${config.host.includes(':') ? `[${config.host}]` : config.host}:${tftp.port}`);
       closers.push(() => tftp.close());
     }

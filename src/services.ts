@@ -14,6 +14,7 @@ import { loadStartupContent } from './content/startup.js';
 import { EventBus } from './events/bus.js';
 import { Timeline } from './events/timeline.js';
 import { machinePlanHooks } from './jobs/machine-plan.js';
+import { Metrics } from './metrics/metrics.js';
 import { QueueClient } from './jobs/queue-client.js';
 import { prepareParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
@@ -34,11 +35,13 @@ export interface Services extends AppDeps {
   bus: EventBus;
   timeline: Timeline;
   queues: QueueClient;
+  /** this process's Prometheus metrics (src/metrics/) */
+  metrics: Metrics;
 }
 
 export function buildServices(config: Config, redis: Redis, connect: Connect, log: Logger): Services {
   const keys = storeKeys(config.redisPrefix);
-  const backend = new RedisBackend({ redis, keys, eventsMaxLen: config.eventsMaxLen });
+  const backend = new RedisBackend({ redis, keys, eventsMaxLen: config.eventsMaxLen, waitReplicas: config.redisWaitReplicas, waitTimeoutMs: config.redisWaitTimeoutMs });
   const serverKey = loadServerKey(config.secretKey, config.dataDir);
   const secrets = new SecretBox(serverKey.derive('secure-values'));
   let prefs: PrefsService | undefined;
@@ -55,7 +58,7 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, limits: new RateLimiters(config.rateLimits), guard: new AuthGuard(signer, store, {
     read: async () => Number((await redis.get(keys.extra('token-epoch'))) ?? 0),
     bump: () => redis.incr(keys.extra('token-epoch')),
-  }), signer, log, serverKey, keys, redis, connect, bus, timeline, queues };
+  }), signer, log, serverKey, keys, redis, connect, bus, timeline, queues, metrics: new Metrics({ role: config.role }) };
 }
 
 /** First-start work every api process may do concurrently (idempotent): built-ins, content, admin. */

@@ -4,6 +4,7 @@ import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { MetricsSink } from '../metrics/metrics.js';
 import type { BootFiles } from './boot-files.js';
 import { normaliseBootPath } from './path-index.js';
 import type { BootFile } from './resolver.js';
@@ -40,7 +41,7 @@ export async function tftpPublicUrl(config: Pick<Config, 'publicUrl' | 'host' | 
   return `http://${isIPv6(addr) ? `[${addr}]` : addr}:${config.port}`;
 }
 
-export async function startBootTftp(boot: BootFiles, config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tftpPort'>, log: Logger): Promise<TftpServer> {
+export async function startBootTftp(boot: BootFiles, config: Pick<Config, 'publicUrl' | 'host' | 'port' | 'tftpPort'>, log: Logger, metrics?: Pick<MetricsSink, 'tftpTransfer'>): Promise<TftpServer> {
   // rendered files of known machines by client TID, until their transfer ends (then a timeline entry)
   const pending = new Map<string, BootFile & { kind: 'rendered' }>();
   return startTftpServer({
@@ -67,6 +68,7 @@ export async function startBootTftp(boot: BootFiles, config: Pick<Config, 'publi
       return fileFromBuffer(file.body);
     },
     onTransfer: (e) => {
+      metrics?.tftpTransfer(e.ok ? 'ok' : e.error === 'file not found' ? 'not_found' : 'failed', e.bytes);
       const key = `${e.client.address}:${e.client.port}`;
       const file = pending.get(key);
       if (!file?.machine) return;

@@ -39,8 +39,16 @@ export async function startBmcWorker(s: Services, opts: BmcWorkerOptions = {}): 
   const worker = new Worker<BmcJobData>(
     QueueNames.bmc,
     async (job: Job<BmcJobData>) => {
-      const r = await requests.execute(job.data.machine, job.data.id);
-      return r?.state ?? 'gone';
+      const t0 = performance.now();
+      let ok = false;
+      try {
+        const r = await requests.execute(job.data.machine, job.data.id);
+        ok = true;
+        if (r?.state === 'succeeded' || r?.state === 'failed') s.metrics.bmcRequest(r.parameters.action, r.state === 'succeeded');
+        return r?.state ?? 'gone';
+      } finally {
+        s.metrics.observeJob(QueueNames.bmc, performance.now() - t0, ok);
+      }
     },
     {
       connection: s.connect({ blocking: true, name: 'ironflow-bmc-worker' }),

@@ -568,7 +568,15 @@ export async function startRunner(s: Services, opts: RunnerOptions = {}): Promis
         await advance.request(job.data.uuid);
         return 'timer';
       }
-      return processAdvance(job.data.uuid);
+      const t0 = performance.now();
+      let ok = false;
+      try {
+        const result = await processAdvance(job.data.uuid);
+        ok = true;
+        return result;
+      } finally {
+        s.metrics.observeJob(QueueNames.advance, performance.now() - t0, ok);
+      }
     },
     {
       connection: s.connect({ blocking: true, name: 'ironflow-advance-worker' }),

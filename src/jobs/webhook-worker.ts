@@ -16,7 +16,12 @@ export async function startWebhookWorker(s: Services, opts: WebhookWorkerOptions
   let stopping = false;
   const worker = new Worker(QueueNames.webhooks, async (job, token) => {
     const { name, resumed } = job.data as { name: string; resumed?: boolean };
-    const res = await deliverer.drain(name, `job-${job.id ?? ''}`, { stopping: () => stopping, resumed });
+    const t0 = performance.now();
+    const res = await deliverer.drain(name, `job-${job.id ?? ''}`, { stopping: () => stopping, resumed }).catch((err: unknown) => {
+      s.metrics.observeJob(QueueNames.webhooks, performance.now() - t0, false);
+      throw err;
+    });
+    s.metrics.observeJob(QueueNames.webhooks, performance.now() - t0, res.retryAt === undefined); // a retry later is a failed delivery now
     if (res.retryAt !== undefined) {
       if (!resumed) await job.updateData({ name, resumed: true });
       await job.moveToDelayed(res.retryAt, token);

@@ -4,11 +4,45 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 export type RedisClient = Redis;
 
-function hosts(list: string): { host: string; port: number }[] {
-  return list.split(',').map((hp) => {
-    const [host = '127.0.0.1', port = '6379'] = hp.split(':');
-    return { host, port: Number(port) };
-  });
+export interface MultiHostUrl {
+  protocol: 'redis+sentinel:' | 'redis+cluster:';
+  username: string | undefined;
+  password: string | undefined;
+  hosts: { host: string; port: number }[];
+  /** path segments: sentinel `[master, db]` */
+  path: string[];
+  params: URLSearchParams;
+}
+
+const MULTI_HOST = /^(redis\+sentinel|redis\+cluster):\/\/(?:([^@/?]*)@)?([^/?@]+)(\/[^?]*)?(?:\?(.*))?$/;
+
+/**
+ * `redis+sentinel://[user:pass@]h1:p1,h2:p2/master[/db][?sentinelPassword=…]` and `redis+cluster://h1:p1,h2:p2`:
+ * WHATWG URL refuses several hosts in one authority, so these are split by hand. Hosts may be `[v6]:port`;
+ * the port defaults to 26379 (sentinel) or 6379 (cluster). Undefined when `url` is not of this form.
+ */
+export function parseMultiHostUrl(url: string): MultiHostUrl | undefined {
+  const m = MULTI_HOST.exec(url);
+  if (!m) return undefined;
+  const protocol = `${m[1]}:` as MultiHostUrl['protocol'];
+  const auth = m[2];
+  const colon = auth?.indexOf(':') ?? -1;
+  const dec = (v: string | undefined) => (v ? decodeURIComponent(v) : undefined);
+  const defaultPort = protocol === 'redis+sentinel:' ? 26379 : 6379;
+  const hosts: { host: string; port: number }[] = [];
+  for (const hp of m[3]!.split(',')) {
+    const h = /^\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?$/.exec(hp) ?? /^([^:[\]\s]+)(?::(\d{1,5}))?$/.exec(hp);
+    if (!h) return undefined;
+    hosts.push({ host: h[1]!, port: h[2] ? Number(h[2]) : defaultPort });
+  }
+  return {
+    protocol,
+    username: dec(colon >= 0 ? auth!.slice(0, colon) : auth),
+    password: dec(colon >= 0 ? auth!.slice(colon + 1) : undefined),
+    hosts,
+    path: (m[4] ?? '').split('/').filter(Boolean).map(decodeURIComponent),
+    params: new URLSearchParams(m[5] ?? ''),
+  };
 }
 
 /**
@@ -26,18 +60,17 @@ export function connectRedis(url: string, opts: { blocking?: boolean; name?: str
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
   };
   if (url.startsWith('unix:')) return new Redis({ ...common, path: url.slice('unix:'.length).replace(/^\/\/(?=\/)/, '') });
-  const u = new URL(url);
-  const password = u.password ? decodeURIComponent(u.password) : undefined;
-  const username = u.username ? decodeURIComponent(u.username) : undefined;
-  if (u.protocol === 'redis+sentinel:') {
-    const [name = 'mymaster', db = '0'] = u.pathname.replace(/^\//, '').split('/');
-    const hostPart = url.slice(url.indexOf('//') + 2).split('/')[0]!.split('@').pop()!;
-    return new Redis({ ...common, sentinels: hosts(hostPart), name, db: Number(db), password, username, sentinelPassword: u.searchParams.get('sentinelPassword') ?? undefined });
+  const multi = parseMultiHostUrl(url);
+  if (multi?.protocol === 'redis+sentinel:') {
+    const [name = 'mymaster', db = '0'] = multi.path;
+    const { username, password, hosts: sentinels } = multi;
+    // failoverDetector: sentinels' +switch-master moves the connection at once, not at its next error
+    return new Redis({ ...common, sentinels, name, db: Number(db), password, username, sentinelPassword: multi.params.get('sentinelPassword') ?? undefined, failoverDetector: true });
   }
-  if (u.protocol === 'redis+cluster:') {
-    const hostPart = url.slice(url.indexOf('//') + 2).split('/')[0]!.split('@').pop()!;
+  if (multi?.protocol === 'redis+cluster:') {
     // ioredis' Cluster speaks the same command API; the store only uses single-slot scripts.
-    return new Cluster(hosts(hostPart), { redisOptions: { ...common, password, username } }) as unknown as Redis;
+    return new Cluster(multi.hosts, { redisOptions: { ...common, password: multi.password, username: multi.username } }) as unknown as Redis;
   }
+  if (url.startsWith('redis+')) throw new Error(`REDIS_URL: cannot read the hosts of ${url.replace(/\/\/[^@/]*@/, '//…@')}`);
   return new Redis(url, common);
 }

@@ -1,6 +1,7 @@
 // The Redis backend: objects as hashes {r, j}, lex-ordered index zsets, unique hashes, one capped
 // event stream; every write is one Lua script so indexes never disagree with their object.
 import type { Redis } from 'ioredis';
+import { AppError } from '../errors.js';
 import type { Backend, CommitResult, LexRange, StoredEvent, WriteOp } from './backend.js';
 import type { StoreKeys } from './keys.js';
 
@@ -60,17 +61,24 @@ export interface RedisBackendOptions {
   keys: StoreKeys;
   /** approximate cap of the global event stream */
   eventsMaxLen: number;
+  /** acknowledge a write only once this many replicas have it (Redis WAIT after the commit); 0 = don't wait */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
 }
 
 export class RedisBackend implements Backend {
   private readonly redis: Redis;
   private readonly keys: StoreKeys;
   private readonly eventsMaxLen: number;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
 
   constructor(opts: RedisBackendOptions) {
     this.redis = opts.redis;
     this.keys = opts.keys;
     this.eventsMaxLen = opts.eventsMaxLen;
+    this.waitReplicas = opts.waitReplicas ?? 0;
+    this.waitTimeoutMs = opts.waitTimeoutMs ?? 1000;
     this.redis.defineCommand('ironflowCommit', { lua: COMMIT });
   }
 
@@ -121,10 +129,24 @@ export class RedisBackend implements Backend {
       .ironflowCommit(keys.length, ...keys, ...args));
     const [status, ...rest] = reply;
     switch (status) {
-      case 'ok': return { ok: true, eventId: rest[0]! };
+      case 'ok':
+        if (this.waitReplicas > 0) await this.waitForReplicas();
+        return { ok: true, eventId: rest[0]! };
       case 'unique': return { ok: false, reason: 'unique', field: fieldOfSlot.get(Number(rest[0])) ?? '', value: rest[1]!, owner: rest[2]! };
       case 'exists': case 'stale': return { ok: false, reason: status, revision: Number(rest[0]) };
       default: return { ok: false, reason: 'missing' };
+    }
+  }
+
+  /**
+   * WAIT on the connection that wrote: every write it sent so far is on `waitReplicas` replicas (in their
+   * memory; their own AOF setting decides the disk). Short of that the write is not acknowledged (503):
+   * it is on the primary and may or may not survive a failover, so the client retries.
+   */
+  private async waitForReplicas(): Promise<void> {
+    const acked = Number(await this.redis.call('WAIT', String(this.waitReplicas), String(this.waitTimeoutMs)));
+    if (acked < this.waitReplicas) {
+      throw new AppError('UNAVAILABLE', `the write reached the Redis primary but only ${acked} of ${this.waitReplicas} replica(s) confirmed it within ${this.waitTimeoutMs} ms (IRONFLOW_REDIS_WAIT_REPLICAS); retry — it may already be stored`);
     }
   }
 
