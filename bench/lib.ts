@@ -30,7 +30,11 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function startServer(opts: { env?: Record<string, string>; beforeStart?: (redis: TestRedis) => Promise<void> } = {}): Promise<Server> {
+/**
+ * A server process (its role from `env.IRONFLOW_ROLE`, default all) and `workers` extra `--role worker`
+ * processes on the same Redis and data dir (so the same server key).
+ */
+export async function startServer(opts: { env?: Record<string, string>; beforeStart?: (redis: TestRedis) => Promise<void>; workers?: number } = {}): Promise<Server> {
   const redis = await startRedis();
   await opts.beforeStart?.(redis); // e.g. data written straight into Redis before the server reads it
   const port = await freePort();
@@ -39,7 +43,9 @@ export async function startServer(opts: { env?: Record<string, string>; beforeSt
   // From source (node --import tsx) with IRONFLOW_BENCH_FROM_SOURCE=1 or when there is no build: tests need no `npm run build`.
   const fromSource = process.env.IRONFLOW_BENCH_FROM_SOURCE === '1' || !existsSync(join(ROOT, 'dist', 'main.js'));
   const entry = fromSource ? ['--import', 'tsx', join(ROOT, 'test', 'helpers', 'ironflow-main.ts')] : [join(ROOT, 'bin', 'ironflow.js')];
-  const child: ChildProcess = spawn(process.execPath, [...entry, 'serve'], {
+  // IRONFLOW_BENCH_CPU_PROF=<dir>: the server writes a V8 CPU profile there when it exits (node --cpu-prof).
+  const prof = process.env.IRONFLOW_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.IRONFLOW_BENCH_CPU_PROF}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...prof, ...entry, 'serve'], {
     env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_PORT: String(port), IRONFLOW_HOST: '127.0.0.1', IRONFLOW_TFTP_PORT: String(tftpPort), IRONFLOW_DATA_DIR: dataDir, IRONFLOW_ADMIN_PASSWORD: 'bench-password', IRONFLOW_LOG_LEVEL: 'warn', IRONFLOW_BENCH_ROUTES: 'true', IRONFLOW_RATE_LIMITS: 'off', ...opts.env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -57,13 +63,20 @@ export async function startServer(opts: { env?: Record<string, string>; beforeSt
   }
   const res = await fetch(`${url}/api/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'bench-password' }) });
   const { token } = (await res.json()) as { token: string };
+  const workers = Array.from({ length: opts.workers ?? 0 }, () => spawn(process.execPath, [...entry, 'serve'], {
+    env: { ...process.env, REDIS_URL: redis.url, IRONFLOW_DATA_DIR: dataDir, IRONFLOW_LOG_LEVEL: 'warn', ...opts.env, IRONFLOW_ROLE: 'worker' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  }));
   return {
     url, tftpPort, pid: child.pid!, token, redis,
     rssMb: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024,
     async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+      await Promise.all([child, ...workers].map((c) => {
+        if (c.exitCode !== null) return undefined;
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        return exited;
+      }));
       await redis.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },

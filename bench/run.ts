@@ -50,7 +50,8 @@ export const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) 
     }
   },
   'store-scale': async (size) => {
-    const s = await startServer();
+    // as deployed: BENCH.md bounds the api process; a worker process derives the machines' timelines
+    const s = await startServer({ env: { IRONFLOW_ROLE: 'api' }, workers: 1 });
     try {
       return await storeScale(s, size.storeScale);
     } finally {

@@ -15,6 +15,13 @@ export async function storeScale(s: Server, n: number): Promise<Row[]> {
     await api(s, 'POST', '/machines', { name: `node${i}`, hardwareAddrs: [mac(i)], address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, profiles: ['rack-a', 'role-web'], params, bootEnv: i % 10 === 0 ? 'ignore' : 'local' });
   });
   const createSeconds = createLat.reduce((a, b) => a + b, 0) / 32 / 1000;
+  // The worker derives each machine's timeline entry from the event stream: count it once it has caught up.
+  for (let i = 0; i < 600; i++) {
+    const groups = (await r.xinfo('GROUPS', '{ironflow}:events')) as unknown[][];
+    const field = (g: unknown[], f: string) => Number(g[g.indexOf(f) + 1] ?? 0);
+    if (groups.length > 0 && groups.every((g) => field(g, 'lag') === 0 && field(g, 'pending') === 0)) break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
   // The global event stream holds recent events (capped), not state: measure the store without it.
   const streamBytes = Number((await r.call('MEMORY', 'USAGE', '{ironflow}:events', 'SAMPLES', '0')) ?? 0);
   const memAfter = Number(/used_memory:(\d+)/.exec(await r.info('memory'))![1]);

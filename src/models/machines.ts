@@ -75,8 +75,6 @@ export const machines = defineKind({
     context: { type: 'string' },
     currentTask: { type: 'integer' },
     workflowComplete: { type: 'boolean' },
-    locked: { type: 'boolean' },
-    arch: { type: 'string' },
   },
   normalise(m: StoredObject): StoredObject {
     const macs = (m.hardwareAddrs as string[] | undefined) ?? [];

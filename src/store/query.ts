@@ -13,8 +13,8 @@ export interface Filter {
   field: string;
   op: Operator;
   args: string[];
-  /** 'index' (indexed field), 'key' (the kind's key) or 'param' (a param on machines/profiles) */
-  target: 'index' | 'key' | 'param';
+  /** 'index' (indexed field), 'key' (the kind's key), 'field' (a top-level scalar field without an index: scanned) or 'param' (a param on machines/profiles) */
+  target: 'index' | 'key' | 'field' | 'param';
   re?: RegExp;
 }
 
@@ -45,7 +45,7 @@ export function parseListQuery(kind: KindDef, query: Record<string, string | str
     if (RESERVED.has(field) || rawValue === undefined) continue;
     const raw = Array.isArray(rawValue) ? rawValue[rawValue.length - 1]! : rawValue;
     const spec = kind.indexes[field];
-    const target: Filter['target'] = field === kind.key ? 'key' : spec && !spec.internal ? 'index' : kind.hasParams ? 'param' : (() => {
+    const target: Filter['target'] = field === kind.key ? 'key' : spec && !spec.internal ? 'index' : scalarFields(kind).has(field) ? 'field' : kind.hasParams ? 'param' : (() => {
       throw new AppError('INVALID', `unknown filter "${field}" for ${kind.prefix}; filterable: ${filterable(kind).join(', ')}`);
     })();
     const m = OP_SYNTAX.exec(raw);
@@ -90,7 +90,25 @@ export function parseListQuery(kind: KindDef, query: Record<string, string | str
 }
 
 export function filterable(kind: KindDef): string[] {
-  return [kind.key, ...Object.entries(kind.indexes).filter(([, s]) => !s.internal).map(([f]) => f)];
+  return [kind.key, ...new Set([...Object.entries(kind.indexes).filter(([, s]) => !s.internal).map(([f]) => f), ...scalarFields(kind)])];
+}
+
+const scalarCache = new WeakMap<KindDef, Set<string>>();
+
+/** Top-level string, number and boolean fields of a kind's schema (hidden ones excluded): filterable without an index. */
+function scalarFields(kind: KindDef): Set<string> {
+  let s = scalarCache.get(kind);
+  if (!s) {
+    const props = (kind.schema as { properties?: Record<string, { type?: string }> }).properties ?? {};
+    s = new Set(Object.entries(props).filter(([f, p]) => ['string', 'number', 'integer', 'boolean'].includes(p.type ?? '') && !kind.hidden?.includes(f)).map(([f]) => f));
+    scalarCache.set(kind, s);
+  }
+  return s;
+}
+
+/** A field's value as filters compare it (booleans and numbers as their text; numbers compare as text). */
+function fieldString(v: unknown): string {
+  return v === undefined || v === null ? '' : typeof v === 'string' ? v : String(v);
 }
 
 export interface ListPage {
@@ -173,6 +191,7 @@ function paramString(v: unknown): string {
 
 function objectMatches(kind: KindDef, obj: StoredObject, key: string, f: Filter): boolean {
   if (f.target === 'key') return matches(f.op, key, f.args, f.re);
+  if (f.target === 'field') return matches(f.op, fieldString(obj[f.field]), f.args, f.re);
   if (f.target === 'param') {
     const v = paramString((obj.params as Record<string, unknown> | undefined)?.[f.field]);
     return matches(f.op, v, f.args, f.re);

@@ -31,7 +31,9 @@ export async function startRedis(opts: { port?: number; dir?: string } = {}): Pr
   const child: ChildProcess = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
-      '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'],
+      '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+      // as the embedded Redis and the README recommend (small timeline streams)
+      '--stream-node-max-bytes', '512'],
     { stdio: 'ignore' },
   );
   const url = `redis://127.0.0.1:${port}`;

@@ -138,3 +138,18 @@ describe.each(backends)('store conformance: %s', (_name, make) => {
     expect(after[0]!.principal).toBe('system:ironflow');
   });
 });
+
+describe('filters on fields without an index', () => {
+  it('are scanned, not mistaken for params', async () => {
+    const s = new ObjectStore(new MemoryBackend());
+    await s.ensureBuiltins();
+    await s.create('bootenvs', { name: 'local' }, opts);
+    await s.create('machines', { name: 'arm1', arch: 'arm64', locked: true }, opts);
+    await s.create('machines', { name: 'x1' }, opts);
+    const names = async (query: Record<string, string>) => (await s.list('machines', s.parseQuery('machines', query))).items.map((m) => m.name);
+    expect(await names({ arch: 'arm64' })).toEqual(['arm1']);
+    expect(await names({ locked: 'true' })).toEqual(['arm1']);
+    expect(await names({ arch: 'Ne(arm64)' })).toEqual(['x1']);
+    expect(await names({ description: 'Re(^$)', sort: 'name' })).toEqual(['arm1', 'x1']);
+  });
+});
