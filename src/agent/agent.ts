@@ -210,10 +210,19 @@ export class Agent {
     if (res.status !== 200) this.log(`could not fail job ${uuid}: ${res.status} ${res.text.slice(0, 200)}`);
   }
 
+  private async isRunningForUs(uuid: string): Promise<boolean> {
+    const res = await this.http.call('GET', `/jobs/${uuid}`);
+    const j = res.json as { state?: string; machine?: string } | undefined;
+    return res.status === 200 && j?.state === 'running' && j.machine === this.o.machine;
+  }
+
   /** Runs one claimed job to its end; returns what the agent does next. */
   private async runJob(job: Job): Promise<AgentNext> {
     const start = await this.patch(job.uuid, job.state, { state: 'running' });
-    if (start.status !== 200) {
+    // A 409 may mean our own start was committed but its answer was lost (the api or Redis died in
+    // between, and the call was retried): the job is then running, for us, and still ours to run.
+    const started = start.status === 200 || (start.status === 409 && (await this.isRunningForUs(job.uuid)));
+    if (!started) {
       this.log(`job ${job.uuid} (${job.task}) could not be started: ${start.status} ${start.text.slice(0, 200)}`);
       return 'continue';
     }

@@ -2,19 +2,13 @@
 // 5xx bodies carry only a request id that is in the log.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ErrorStatus, type ErrorBody, type ErrorCode } from '../errors.js';
+import { isRedisDown } from '../store/redis-errors.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   400: 'INVALID', 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 405: 'METHOD_NOT_ALLOWED',
   409: 'CONFLICT', 412: 'STALE', 413: 'TOO_LARGE', 415: 'UNSUPPORTED_MEDIA_TYPE', 422: 'UNPROCESSABLE', 429: 'RATE_LIMITED',
 };
 
-/** ioredis failures that mean "Redis is unreachable right now" (→ 503, not 500). */
-export function isRedisDown(err: unknown): boolean {
-  const e = err as { name?: string; message?: string; code?: string } | null;
-  if (!e) return false;
-  return e.name === 'MaxRetriesPerRequestError' || e.code === 'ECONNREFUSED' || e.code === 'ENOTCONN'
-    || /Connection is closed|Stream isn't writeable|connect ECONNREFUSED|LOADING|READONLY|CLUSTERDOWN|MASTERDOWN/.test(e.message ?? '');
-}
 
 export function toAppError(err: unknown): AppError | undefined {
   if (err instanceof AppError) return err;

@@ -100,10 +100,16 @@ export function derive(e: StoredEvent, ctx: DeriveContext): { plan: Plan; timeli
       const k = entry(e.key, 'machine.deleted', '', { name: obj.name });
       if (ctx.retentionSeconds > 0) plan.expire.push([k, ctx.retentionSeconds]);
       remember(field, null);
+      remember(`c:${e.key}`, null);
     } else {
       const prev = ctx.state.get(field);
       if (prev !== undefined && prev !== null && prev !== bootEnv) entry(e.key, 'machine.bootenv_changed', '', { from: prev, to: bootEnv });
       if (prev !== bootEnv) remember(field, bootEnv);
+      // The runner's write that completes a workflow is the moment; deriving the entry here makes it exactly once.
+      const done = obj.workflowComplete === true ? '1' : '0';
+      const wasDone = ctx.state.get(`c:${e.key}`);
+      if (done === '1' && wasDone !== '1') entry(e.key, 'workflow.complete', 'succeeded', { workflow: obj.workflow, tasks: Array.isArray(obj.tasks) ? obj.tasks.length : 0 });
+      if (wasDone !== done) remember(`c:${e.key}`, done);
     }
   } else {
     const machine = typeof obj.machine === 'string' ? obj.machine : '';
@@ -117,6 +123,8 @@ export function derive(e: StoredEvent, ctx: DeriveContext): { plan: Plan; timeli
       remember(field, state);
     }
   }
+  // nothing to write (e.g. a machine save that keeps its bootEnv): the event is only acknowledged
+  if (plan.set.length + plan.del.length + plan.persist.length + plan.expire.length + plan.pub.length + plan.tl.length === 0) return undefined;
   return { plan, timelines };
 }
 
@@ -131,7 +139,7 @@ export class MachineEvents {
 
   async handle(events: StoredEvent[]): Promise<void> {
     const { redis, keys, config } = this.s;
-    const fields = [...new Set(events.flatMap((e) => (e.type === 'machines' ? [`m:${e.key}`] : e.type === 'jobs' ? [`j:${e.key}`] : [])))];
+    const fields = [...new Set(events.flatMap((e) => (e.type === 'machines' ? [`m:${e.key}`, `c:${e.key}`] : e.type === 'jobs' ? [`j:${e.key}`] : [])))];
     const values = fields.length > 0 ? await redis.hmget(this.stateKey, ...fields) : [];
     const ctx: DeriveContext = { state: new Map(fields.map((f, i) => [f, values[i] ?? null])), retentionSeconds: 0 };
     // fields never seen are `undefined` (unknown previous value), not `null`

@@ -209,7 +209,18 @@ export class EventHub {
     c.subs.set(pattern, sub);
     this.index(sub);
     this.reply(c, notice('register', pattern, { ok: true, ...(since !== undefined ? { since } : {}) }));
-    if (since !== undefined) await this.replay(sub, since);
+    if (since !== undefined) {
+      try {
+        await this.replay(sub, since);
+      } catch (err) {
+        // a failed replay (Redis down) must not leave the sub buffering forever: the client's retry registers afresh
+        if (c.subs.get(pattern) === sub) {
+          c.subs.delete(pattern);
+          this.unindex(sub);
+        }
+        throw err;
+      }
+    }
   }
 
   /**

@@ -22,6 +22,7 @@ import type { Services } from '../services.js';
 import type { StoredEvent } from '../store/backend.js';
 import type { StoreKeys } from '../store/keys.js';
 import type { ObjectStore } from '../store/objects.js';
+import { isRedisDown } from '../store/redis-errors.js';
 import { checkWait, runAction, type WaitSpec } from './actions.js';
 import { LostLock, MachineLocks, type AdvanceData, type AdvanceRequests, type Fence } from './advance.js';
 import { engineParts, type JobService } from './job-service.js';
@@ -286,8 +287,8 @@ export class Runner {
     const workflow = String(m.workflow ?? '');
     if (index >= tasks.length) {
       if (tasks.length === 0 && !workflow) return false;
+      // the workflow.complete timeline entry is derived from this write, exactly once (events/machine-events.ts)
       await this.write(m, pass, this.samePosition(m), (c) => ({ ...c, workflowComplete: true, retryTaskAttempt: 0, taskErrorStacks: [], engine: {} }));
-      await this.record(m, 'workflow.complete', 'succeeded', { workflow, tasks: tasks.length });
       return false;
     }
     const entry = tasks[index]!;
@@ -384,7 +385,8 @@ export class Runner {
           try {
             outcome = await runAction({ deps: this.d, machine: m, beforeWrite: () => pass.fence.check() }, a.action, a.args);
           } catch (err) {
-            if (err instanceof LostLock) throw err;
+            // Redis down is not the action failing: the pass ends and is retried (SPEC 9: restarts are survived).
+            if (err instanceof LostLock || isRedisDown(err)) throw err;
             return await record.end('failed', [`${a.action}: ${(err as Error).message}`]);
           }
           if (outcome.kind === 'wait') {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
+import { startMachineEvents } from '../../src/events/machine-events.js';
 import { startRunner, type RunnerOptions } from '../../src/jobs/runner.js';
 import type { StoredObject } from '../../src/models/common.js';
 import { SystemPrincipal } from '../../src/models/principal.js';
@@ -29,8 +30,11 @@ export async function startEngine(opts: { workers?: number; runner?: RunnerOptio
   const addWorker = async (o: RunnerOptions = opts.runner ?? FAST_RUNNER) => {
     const s = otherServices(t);
     const stopRunner = await startRunner(s.services, o);
+    // as in the worker role: timeline entries derived from events (workflow.complete among them)
+    const stopEvents = await startMachineEvents(s.services);
     const stop = async () => {
       await stopRunner();
+      await stopEvents();
       await s.close();
     };
     stops.push(stop);
