@@ -46,8 +46,12 @@ class TaskRendering {
   constructor(private readonly s: Services) {
     this.renderer = createRenderer(this.cache);
     this.cache.onTemplateChange = (id) => this.renderer.invalidate(id);
-    // subscribe before loading: events during the load are applied after it
-    this.stop = s.bus.subscribe((e) => (this.loaded ? this.cache.apply(e) : this.pending.push(e)));
+    // Subscribe before loading: events during the load are applied after it. Before a load starts
+    // nothing is kept (the load reads current state): the first load may come much later, or never.
+    this.stop = s.bus.subscribe((e) => {
+      if (this.loaded) this.cache.apply(e);
+      else if (this.loading) this.pending.push(e);
+    });
   }
 
   ready(): Promise<void> {
