@@ -1,6 +1,6 @@
 // `npm run bench [-- name...] [--size tiny|full]`: runs the benchmarks of BENCH.md against a real
 // server process and a private redis-server, prints one table and writes bench/results/latest.json.
-import { printAndSave, startServer, type Row } from './lib.js';
+import { printAndSave, startServer, type Row, type Server } from './lib.js';
 import { bootStorm } from './boot-storm.js';
 import { storeScale } from './store-scale.js';
 import { workflowBench } from './workflow.js';
@@ -16,75 +16,39 @@ export const SIZES = {
   full: { storeScale: 100_000, userState: { machines: 10_000, rounds: 5, seconds: 4, connections: 200 }, wsFanout: { clients: 1000, wildcards: 10, events: 20_000, producers: 2, rounds: 3, pacedRate: 2000 }, eventsQuery: { machines: 10_000, events: 1_000_000, rounds: 3, queries: 2000, concurrency: 4 }, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
 } as const;
 
+/** Runs one benchmark against a server started for it, and always stops that server. */
+async function withServer<T>(server: Promise<Server>, run: (s: Server) => Promise<T>): Promise<T> {
+  const s = await server;
+  try {
+    return await run(s);
+  } finally {
+    await s.stop();
+  }
+}
+
 export const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) => Promise<Row[]>> = {
-  'user-state': async (size) => {
-    const s = await startServer({ env: USER_STATE_ENV });
-    try {
-      return await userStateBench(s, size.userState.machines, size.userState);
-    } finally {
-      await s.stop();
-    }
-  },
-  'ws-fanout': async (size) => {
-    const s = await startServer({ env: WS_FANOUT_ENV });
-    try {
-      return await wsFanoutBench(s, size.wsFanout);
-    } finally {
-      await s.stop();
-    }
-  },
+  'user-state': (size) => withServer(startServer({ env: USER_STATE_ENV }), (s) => userStateBench(s, size.userState.machines, size.userState)),
+  'ws-fanout': (size) => withServer(startServer({ env: WS_FANOUT_ENV }), (s) => wsFanoutBench(s, size.wsFanout)),
   'events-query': async (size) => {
     const { s, seed } = await eventsQueryServer(size.eventsQuery);
-    try {
-      return await eventsQueryBench(s, seed, size.eventsQuery);
-    } finally {
-      await s.stop();
-    }
+    return withServer(Promise.resolve(s), () => eventsQueryBench(s, seed, size.eventsQuery));
   },
-  'boot-storm': async (size) => {
-    const s = await startServer();
-    try {
-      return await bootStorm(s, size.boot.machines, size.boot);
-    } finally {
-      await s.stop();
-    }
-  },
-  'store-scale': async (size) => {
-    // as deployed: BENCH.md bounds the api process; a worker process derives the machines' timelines
-    const s = await startServer({ env: { IRONFLOW_ROLE: 'api' }, workers: 1 });
-    try {
-      return await storeScale(s, size.storeScale);
-    } finally {
-      await s.stop();
-    }
-  },
-  workflow: async (size) => {
-    const s = await startServer();
-    try {
-      return await workflowBench(s, size.workflow);
-    } finally {
-      await s.stop();
-    }
-  },
-  agent: async (size) => {
-    const s = await startServer();
-    try {
-      return await agentBench(s, size.agent);
-    } finally {
-      await s.stop();
-    }
-  },
+  'boot-storm': (size) => withServer(startServer(), (s) => bootStorm(s, size.boot.machines, size.boot)),
+  // as deployed: BENCH.md bounds the api process; a worker process derives the machines' timelines
+  'store-scale': (size) => withServer(startServer({ env: { IRONFLOW_ROLE: 'api' }, workers: 1 }), (s) => storeScale(s, size.storeScale)),
+  workflow: (size) => withServer(startServer(), (s) => workflowBench(s, size.workflow)),
+  agent: (size) => withServer(startServer(), (s) => agentBench(s, size.agent)),
 };
 
 // Runs only as `tsx bench/run.ts`; test/e2e/bench-tiny.test.ts imports `benches` and `SIZES`.
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main(process.argv.slice(2));
 
 async function main(args: string[]): Promise<void> {
-const sizeArg = args.find((a) => a.startsWith('--size='))?.split('=')[1] ?? 'full';
-if (!(sizeArg in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(', ')}`);
-const names = args.filter((a) => !a.startsWith('--'));
-for (const n of names) if (!benches[n]) throw new Error(`unknown benchmark ${n}; known: ${Object.keys(benches).join(', ')}`);
-const rows: Row[] = [];
-for (const name of names.length ? names : Object.keys(benches)) rows.push(...(await benches[name]!(SIZES[sizeArg as keyof typeof SIZES])));
-printAndSave(rows, { size: sizeArg });
+  const sizeArg = args.find((a) => a.startsWith('--size='))?.split('=')[1] ?? 'full';
+  if (!(sizeArg in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(', ')}`);
+  const names = args.filter((a) => !a.startsWith('--'));
+  for (const n of names) if (!benches[n]) throw new Error(`unknown benchmark ${n}; known: ${Object.keys(benches).join(', ')}`);
+  const rows: Row[] = [];
+  for (const name of names.length ? names : Object.keys(benches)) rows.push(...(await benches[name]!(SIZES[sizeArg as keyof typeof SIZES])));
+  printAndSave(rows, { size: sizeArg });
 }
