@@ -36,8 +36,9 @@ export class Waker {
   private closed = false;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** true once the server has acknowledged every subscription: from then on, events arrive */
   connected = false;
-  /** when the server acknowledged every subscription of the current connection (events from then on arrive) */
+  /** when `connected` last became true */
   connectedSince: number | undefined;
   private acked = 0;
   /** told about every event received; an event wakes the waiter only when this returns true */
@@ -66,11 +67,9 @@ export class Waker {
     }
     this.socket = ws;
     ws.on('open', () => {
-      this.connected = true;
       this.acked = 0;
       this.attempt = 0;
       for (const p of this.patterns) ws.send(`register ${p}`);
-      this.poke(); // anything may have happened while we were not listening
     });
     ws.on('message', (data: unknown) => {
       let e: WakeEvent;
@@ -81,7 +80,11 @@ export class Waker {
       }
       if (e.type === 'websocket') {
         // register acknowledgements and notices
-        if (e.action === 'register' && (e.object as { ok?: boolean } | null)?.ok && ++this.acked === this.patterns.length) this.connectedSince = Date.now();
+        if (e.action === 'register' && (e.object as { ok?: boolean } | null)?.ok && ++this.acked === this.patterns.length) {
+          this.connected = true;
+          this.connectedSince = Date.now();
+          this.poke(); // anything may have happened before we were listening: the waiter looks now
+        }
         return;
       }
       if (this.onEvent(e)) this.poke();
