@@ -19,6 +19,7 @@ import { QueueClient } from './jobs/queue-client.js';
 import { prepareParamValues } from './params/check.js';
 import { ParamResolver } from './params/layers.js';
 import { storeKeys, type StoreKeys } from './store/keys.js';
+import { ObjectCache } from './store/object-cache.js';
 import { ObjectStore } from './store/objects.js';
 import { PrefsService } from './store/prefs.js';
 import { RedisBackend } from './store/redis-backend.js';
@@ -35,6 +36,8 @@ export interface Services extends AppDeps {
   bus: EventBus;
   timeline: Timeline;
   queues: QueueClient;
+  /** profiles, stages, Params and tasks of this process, never stale (store/object-cache.ts) */
+  objectCache: ObjectCache;
   /** this process's Prometheus metrics (src/metrics/) */
   metrics: Metrics;
 }
@@ -55,7 +58,8 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
   const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
-  return { config, store, params: new ParamResolver(store, (x) => secrets.reveal(x)), prefs, secrets, limits: new RateLimiters(config.rateLimits), guard: new AuthGuard(signer, store, {
+  const objectCache = new ObjectCache(backend, () => backend.contentVersion(), (apply) => void bus.subscribe(apply));
+  return { config, store, objectCache, params: new ParamResolver(store, (x) => secrets.reveal(x), objectCache), prefs, secrets, limits: new RateLimiters(config.rateLimits), guard: new AuthGuard(signer, store, {
     read: async () => Number((await redis.get(keys.extra('token-epoch'))) ?? 0),
     bump: () => redis.incr(keys.extra('token-epoch')),
   }), signer, log, serverKey, keys, redis, connect, bus, timeline, queues, metrics: new Metrics({ role: config.role }) };

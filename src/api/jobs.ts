@@ -68,13 +68,14 @@ class TaskRendering {
   async render(job: StoredObject, publicUrl: string): Promise<RenderedAction[]> {
     await this.ready();
     const { store, params, prefs, signer } = this.s;
-    const task = await store.get('tasks', String(job.task));
+    // one round trip: the task (through the process cache's view), the machine, and the view's version check
+    const source = params.source();
+    const [task, stored] = await Promise.all([source.get('tasks', String(job.task)), store.get('machines', String(job.machine))]);
     if (!task || !Array.isArray(task.templates)) return []; // a server-side step or special entry: nothing for the agent
-    const stored = await store.mustGet('machines', String(job.machine));
+    if (!stored) throw new AppError('NOT_FOUND', `machines/${String(job.machine)} not found`, { kind: 'machines', key: String(job.machine) });
     const { engine: _engine, ...machine } = stored;
     const bootenv = (machine.bootEnv ? this.cache.bootenvs.get(String(machine.bootEnv)) ?? (await store.get('bootenvs', String(machine.bootEnv))) : undefined) ?? {};
-    const stage = machine.stage ? await store.get('stages', String(machine.stage)) : undefined;
-    const layers = await params.layers({ prefix: 'machines', obj: machine });
+    const [stage, layers] = await Promise.all([machine.stage ? source.get('stages', String(machine.stage)) : undefined, params.layers({ prefix: 'machines', obj: machine }, { source })]);
     const lookup = lookupFrom(layers, this.cache.paramDefaults);
     const name = `task ${String(task.name)}`;
     const ctx = renderContextFrom({ signer }, { machine, bootenv, prefs: await prefs.all(), publicUrl, path: name }, lookup);

@@ -6,6 +6,7 @@ import type { StoredObject } from '../models/common.js';
 import type { ParamResolver } from '../params/layers.js';
 import { lookupParam, type ParamDefaults, type ParamLayer } from '../params/resolve.js';
 import type { ParamLookup, RenderContext, RenderMachine } from '../render/renderer.js';
+import type { ObjectSource } from '../store/object-cache.js';
 import type { ObjectStore } from '../store/objects.js';
 
 export interface RenderContextDeps {
@@ -29,9 +30,9 @@ export function lookupFrom(layers: readonly ParamLayer[], defaults: ParamDefault
 }
 
 /** The param layers of a machine, or for no machine the `global` profile alone. */
-export async function layersFor(deps: Pick<RenderContextDeps, 'store' | 'params'>, machine: StoredObject | undefined): Promise<ParamLayer[]> {
-  if (machine) return deps.params.layers({ prefix: 'machines', obj: machine });
-  const global = await deps.store.get('profiles', 'global');
+export async function layersFor(deps: Pick<RenderContextDeps, 'store' | 'params'>, machine: StoredObject | undefined, source: ObjectSource = deps.params.source()): Promise<ParamLayer[]> {
+  if (machine) return deps.params.layers({ prefix: 'machines', obj: machine }, { source });
+  const global = await source.get('profiles', 'global');
   return [{ source: 'profiles/global', params: (global?.params as Record<string, unknown> | undefined) ?? {} }];
 }
 

@@ -8,6 +8,7 @@ import type { StoredObject } from '../models/common.js';
 import type { TemplateEntry } from '../models/template-entry.js';
 import type { ParamResolver } from '../params/layers.js';
 import { checkRequiredParams, type ParamLookup, type Renderer } from '../render/renderer.js';
+import type { ObjectSource } from '../store/object-cache.js';
 import type { ObjectStore } from '../store/objects.js';
 import type { PrefsService } from '../store/prefs.js';
 import type { TokenSigner } from '../auth/tokens.js';
@@ -38,6 +39,8 @@ export interface ResolverDeps {
 }
 
 interface RenderJob {
+  /** where the param layers are read (a view started with the request's first reads) */
+  source?: ObjectSource;
   machine?: StoredObject;
   bootenv: StoredObject;
   entry: TemplateEntry;
@@ -96,7 +99,9 @@ export class BootResolver {
   private async known(path: string, publicUrl: string): Promise<BootFile | typeof STALE | undefined> {
     const target = this.deps.sync.index.lookup(path);
     if (!target) return undefined;
-    // Both read fresh (one round trip): another process may have changed either a moment ago.
+    // Both read fresh (one round trip): another process may have changed either a moment ago. The
+    // param layers' source starts in the same round trip (its content-version check rides along).
+    const source = this.deps.params.source();
     const [machine, bootenv] = await Promise.all([this.deps.store.get('machines', target.uuid), this.deps.store.get('bootenvs', target.bootEnv)]);
     if (!machine || String(machine.bootEnv ?? '') !== target.bootEnv) return STALE;
     if (target.mac && !((machine.hardwareAddrs as string[] | undefined) ?? []).includes(target.mac)) return STALE;
@@ -111,7 +116,7 @@ export class BootResolver {
         return STALE;
       }
     }
-    return this.render({ machine, bootenv, entry, path, publicUrl, ...(target.mac ? { mac: target.mac } : {}) });
+    return this.render({ machine, bootenv, entry, path, publicUrl, source, ...(target.mac ? { mac: target.mac } : {}) });
   }
 
   /** The unknownBootEnv's files (rendered with no machine), whose paths are recomputed when that bootenv changes. */
@@ -160,7 +165,7 @@ export class BootResolver {
     const { machine, bootenv, entry, path } = job;
     const bootEnv = String(bootenv.name);
     const ref = machine ? { uuid: String(machine.uuid), name: String(machine.name) } : undefined;
-    const [prefs, layers] = await Promise.all([job.prefs ?? this.deps.prefs.all(), layersFor(this.deps, machine)]);
+    const [prefs, layers] = await Promise.all([job.prefs ?? this.deps.prefs.all(), layersFor(this.deps, machine, job.source)]);
     const params = lookupFrom(layers, this.cache.paramDefaults);
     const ctx = renderContextFrom(this.deps, { machine, bootenv, prefs, publicUrl: job.publicUrl, path, ...(job.mac ? { mac: job.mac } : {}) }, params);
     try {

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import type { Principal } from '../models/principal.js';
 import type { StoredEvent } from '../store/backend.js';
+import { compareIds } from '../store/stream-ids.js';
 import { parseStreamEntry } from './bus.js';
 import type { TimelineEntry } from './timeline.js';
 
@@ -41,16 +42,6 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}
 
 export function isStreamId(s: string): boolean {
   return STREAM_ID.test(s);
-}
-
-/** Orders two complete stream ids (`ms-seq`). */
-export function compareIds(a: string, b: string): number {
-  const [am = '0', as = '0'] = a.split('-');
-  const [bm = '0', bs = '0'] = b.split('-');
-  if (am.length !== bm.length) return am.length - bm.length;
-  if (am !== bm) return am < bm ? -1 : 1;
-  if (as.length !== bs.length) return as.length - bs.length;
-  return as === bs ? 0 : as < bs ? -1 : 1;
 }
 
 export function encodeCursor(id: string): string {

@@ -7,8 +7,9 @@ import type { WebSocket } from 'ws';
 import type { Principal } from '../models/principal.js';
 import type { Services } from '../services.js';
 import type { StoredEvent } from '../store/backend.js';
+import { compareIds } from '../store/stream-ids.js';
 import { parseStreamEntry } from './bus.js';
-import { compareIds, eventVisibleTo, isStreamId } from './stream-query.js';
+import { eventVisibleTo, isStreamId } from './stream-query.js';
 import { matchesPattern, parsePattern } from './topics.js';
 
 export const WS_PATH = '/api/v1/ws';

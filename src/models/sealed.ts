@@ -24,10 +24,13 @@ export function mapSealed(v: unknown, replace: (s: Sealed) => unknown): unknown 
   if (Array.isArray(v)) return v.some((x) => typeof x === 'object' && x !== null) ? v.map((x) => mapSealed(x, replace)) : v;
   if (typeof v === 'object' && v !== null) {
     let out: Record<string, unknown> | undefined;
-    for (const [k, x] of Object.entries(v)) {
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+      const x = o[k];
       if (typeof x !== 'object' || x === null) continue;
       const y = mapSealed(x, replace);
-      if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
+      if (y !== x) (out ??= { ...o })[k] = y;
     }
     return out ?? v;
   }

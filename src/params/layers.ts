@@ -1,5 +1,6 @@
 // Loads the param layers of a machine, profile or stage from the store, for the pure resolver.
 import type { StoredObject } from '../models/common.js';
+import type { ObjectCache, ObjectSource } from '../store/object-cache.js';
 import type { ObjectStore } from '../store/objects.js';
 import { aggregateParams, lookupParam, orderProfiles, type Lookup, type ParamDefaults, type ParamLayer } from './resolve.js';
 
@@ -11,20 +12,30 @@ const profilesOf = (o: StoredObject | undefined) => (o?.profiles as string[] | u
 export interface ResolveOptions {
   /** decrypt secure values (default true: renderer, BMC drivers); the API passes false and masks */
   reveal?: boolean;
+  /** where profiles, stages and Params are read (default: a fresh view of the process cache, else the store) */
+  source?: ObjectSource;
 }
 
 export class ParamResolver {
-  /** @param reveal decrypts sealed values (auth/secrets.ts), wired in services.ts */
-  constructor(private readonly store: ObjectStore, private readonly reveal: <T>(v: T) => T = (v) => v) {}
+  /**
+   * @param reveal decrypts sealed values (auth/secrets.ts), wired in services.ts
+   * @param cache profiles, stages and Params of this process (store/object-cache.ts), when there is one
+   */
+  constructor(private readonly store: ObjectStore, private readonly reveal: <T>(v: T) => T = (v) => v, private readonly cache?: ObjectCache) {}
+
+  /** A consistent source for one resolution: the process cache when it is current, else the store. */
+  source(): ObjectSource {
+    return this.cache?.view() ?? this.store;
+  }
 
   /**
    * Fetches every profile reachable from `roots` (breadth by breadth, one round trip per depth), starting
    * from profiles already fetched.
    */
-  private async profileMap(roots: string[], map = new Map<string, StoredObject>()): Promise<Map<string, StoredObject>> {
+  private async profileMap(src: ObjectSource, roots: string[], map = new Map<string, StoredObject>()): Promise<Map<string, StoredObject>> {
     let frontier = [...new Set(roots)].filter((n) => !map.has(n));
     while (frontier.length > 0) {
-      const fetched = await this.store.getMany('profiles', frontier);
+      const fetched = await src.getMany('profiles', frontier);
       for (const p of fetched) map.set(p.name as string, p);
       frontier = [...new Set(fetched.flatMap(profilesOf))].filter((n) => !map.has(n));
     }
@@ -32,21 +43,21 @@ export class ParamResolver {
   }
 
   async layers(owner: Owner, opts: ResolveOptions = {}): Promise<ParamLayer[]> {
-    const layers = await this.rawLayers(owner);
+    const layers = await this.rawLayers(owner, opts.source ?? this.source());
     return opts.reveal === false ? layers : layers.map((l) => ({ source: l.source, params: this.reveal(l.params) }));
   }
 
-  private async rawLayers(owner: Owner): Promise<ParamLayer[]> {
+  private async rawLayers(owner: Owner, src: ObjectSource): Promise<ParamLayer[]> {
     const { prefix, obj } = owner;
     const ownProfiles = prefix === 'stages' ? [] : profilesOf(obj);
     // The stage and the first level of profiles in one round trip; then whatever they lead to.
     const [stage, first] = await Promise.all([
-      prefix === 'machines' && obj.stage ? this.store.get('stages', obj.stage as string) : Promise.resolve(prefix === 'stages' ? obj : undefined),
-      this.store.getMany('profiles', [...new Set([...ownProfiles, 'global'])]),
+      prefix === 'machines' && obj.stage ? src.get('stages', obj.stage as string) : Promise.resolve(prefix === 'stages' ? obj : undefined),
+      src.getMany('profiles', [...new Set([...ownProfiles, 'global'])]),
     ]);
     const stageProfiles = profilesOf(stage);
     const known = new Map(first.map((p) => [p.name as string, p]));
-    const profiles = await this.profileMap([...first.flatMap(profilesOf), ...stageProfiles], known);
+    const profiles = await this.profileMap(src, [...first.flatMap(profilesOf), ...stageProfiles], known);
     const nested = (n: string) => profilesOf(profiles.get(n));
     const layer = (name: string): ParamLayer => ({ source: `profiles/${name}`, params: paramsOf(profiles.get(name)) });
     const key = prefix === 'machines' ? (obj.uuid as string) : (obj.name as string);
@@ -63,9 +74,9 @@ export class ParamResolver {
   }
 
   /** Schema defaults of the named Params (or of every Param when `names` is omitted). */
-  async defaults(names?: string[]): Promise<ParamDefaults> {
+  async defaults(names?: string[], source?: ObjectSource): Promise<ParamDefaults> {
     const defs = names
-      ? await this.store.getMany('params', names)
+      ? await (source ?? this.source()).getMany('params', names)
       : (await this.store.list('params', { filters: [], reverse: false, offset: 0, limit: 1000, slim: [] })).items;
     const map = new Map<string, unknown>();
     for (const d of defs) {
@@ -79,7 +90,9 @@ export class ParamResolver {
   }
 
   async lookup(owner: Owner, name: string, opts: ResolveOptions = {}): Promise<Lookup> {
-    return lookupParam(await this.layers(owner, opts), await this.defaults([name]), name);
+    const source = opts.source ?? this.source();
+    const [layers, defaults] = await Promise.all([this.layers(owner, { ...opts, source }), this.defaults([name], source)]);
+    return lookupParam(layers, defaults, name);
   }
 
   async aggregate(owner: Owner, opts: ResolveOptions = {}): Promise<Record<string, { value: unknown; source: string }>> {

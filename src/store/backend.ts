@@ -35,6 +35,8 @@ export interface WriteOp {
   uniqueAdd: UniqueEntry[];
   uniqueRemove: UniqueEntry[];
   event: EventRecord;
+  /** a write of a kind processes cache (store/object-cache.ts): record its event id as the content version */
+  bumpVersion?: boolean;
 }
 
 export type CommitResult =
@@ -63,10 +65,17 @@ export interface Backend {
   rangeKeys(prefix: string, offset: number, count: number, reverse: boolean): Promise<string[]>;
   indexCount(prefix: string, field: string, range: LexRange): Promise<number>;
   indexRange(prefix: string, field: string, range: LexRange, offset: number, count: number, reverse: boolean): Promise<string[]>;
+  /** for each member (`encoded \0 key`), whether the index holds it (optional: the query engine reads objects without it) */
+  indexContains?(prefix: string, field: string, members: string[]): Promise<boolean[]>;
   /** events after `afterId` (exclusive; "0" for the start), oldest first */
   readEvents(afterId: string, count: number): Promise<StoredEvent[]>;
   prefs(): Promise<Record<string, string>>;
   setPrefs(values: Record<string, string>): Promise<void>;
+  /**
+   * The event id of the last write with `bumpVersion` ('0-0' when none); backends without it (memory)
+   * leave it out, and nothing caches over them.
+   */
+  contentVersion?(): Promise<string>;
   /** true when the backend can serve requests (Redis connected) */
   ready(): boolean;
   close(): Promise<void>;

@@ -151,6 +151,11 @@ export class MemoryBackend implements Backend {
     return this.indexes.get(`${prefix}:${field}`)?.range(range, offset, count, reverse) ?? [];
   }
 
+  async indexContains(prefix: string, field: string, members: string[]): Promise<boolean[]> {
+    const set = this.indexes.get(`${prefix}:${field}`);
+    return members.map((m) => (set ? set.count({ min: `[${m}`, max: `[${m}` }) > 0 : false));
+  }
+
   async readEvents(afterId: string, count: number): Promise<StoredEvent[]> {
     const after = parseId(afterId);
     return this.events.filter((e) => compareIds(parseId(e.id), after) > 0).slice(0, count);

@@ -2,12 +2,13 @@
 // enforces read-only, locked and in-use rules, bumps revisions, and commits object + indexes + event
 // atomically through the backend.
 import { AppError } from '../errors.js';
-import { ServerFields, type KindContext, type KindDef, type StoredObject } from '../models/common.js';
+import { ServerFields, type IndexSpec, type KindContext, type KindDef, type StoredObject } from '../models/common.js';
 import { principalId, SystemPrincipal, type Principal } from '../models/principal.js';
 import { maskSealed } from '../models/sealed.js';
 import { kindOf, mustKind } from '../models/registry.js';
-import type { Backend, CommitResult, WriteOp } from './backend.js';
-import { indexedValues, indexMembers, splitMember } from './index-encoding.js';
+import type { Backend, CommitResult, IndexEntry, UniqueEntry, WriteOp } from './backend.js';
+import { encodeValue, indexedValues, member, splitMember } from './index-encoding.js';
+import { CACHED_KINDS } from './object-cache.js';
 import { applyPatch, type PatchDoc } from './patch.js';
 import { parseListQuery, runListQuery, type ListQuery } from './query.js';
 import { schemaErrors } from './validate.js';
@@ -24,6 +25,13 @@ export interface WriteOptions {
   allowReadOnly?: boolean;
   /** trusted loaders store objects with missing references as unavailable instead of refusing them */
   tolerateMissingRefs?: boolean;
+  /**
+   * The object as the caller last read or wrote it: the first attempt of a read-modify-write starts
+   * from it instead of reading (the commit's revision check still decides; a stale one is re-read)
+   */
+  current?: StoredObject;
+  /** references (`prefix/key`) the caller has just seen exist (the workflow runner's own machine): not looked up */
+  knownRefs?: readonly string[];
 }
 
 export interface KindHooks {
@@ -151,15 +159,20 @@ export class ObjectStore {
     });
   }
 
-  /** Read-modify-write for server-side changes; retried on concurrent writes. */
+  /**
+   * Read-modify-write for server-side changes; retried on concurrent writes. `change` gets a shallow
+   * copy of the stored object: replace nested values (spread them), never mutate them in place.
+   */
   async update(prefix: string, ref: string, change: (cur: StoredObject) => StoredObject, opts: WriteOptions): Promise<StoredObject> {
     const kind = mustKind(prefix);
-    return this.modify(kind, ref, { action: 'save', ...opts }, (cur) => change(structuredClone(cur)));
+    // a shallow copy: `change` returns new nested values and never mutates the ones it was given
+    return this.modify(kind, ref, { action: 'save', ...opts }, (cur) => change({ ...cur }));
   }
 
   private async modify(kind: KindDef, ref: string, opts: WriteOptions, change: (cur: StoredObject, key: string) => StoredObject): Promise<StoredObject> {
     for (let attempt = 0; ; attempt++) {
-      const cur = await this.mustGet(kind.prefix, ref);
+      const hint = attempt === 0 && opts.ifMatch === undefined ? opts.current : undefined;
+      const cur = hint && typeof hint.revision === 'number' && hint[kind.key] !== undefined ? hint : await this.mustGet(kind.prefix, ref);
       const key = String(cur[kind.key]);
       if (opts.ifMatch !== undefined && opts.ifMatch !== cur.revision) {
         throw new AppError('STALE', `${kind.prefix}/${key} is at revision ${cur.revision}, not ${opts.ifMatch}`, { kind: kind.prefix, key });
@@ -253,6 +266,7 @@ export class ObjectStore {
     // References the stored object already had were checked when it was written, and an object in use
     // cannot be deleted: only new references need a look-up (the runner's saves add none).
     const before = new Set(cur && kind.references ? kind.references(cur).map((r) => `${r.prefix}/${r.key}`) : []);
+    for (const r of opts.knownRefs ?? []) before.add(r);
     const refs = kind.references ? kind.references(obj).filter((r) => !before.has(`${r.prefix}/${r.key}`)) : [];
     const found = await Promise.all(refs.map((ref) => (kindOf(ref.prefix) ? this.ctx.exists(ref.prefix, ref.key) : false)));
     const missing = refs.filter((_, i) => !found[i]).map((ref) => `${ref.field}: ${ref.prefix}/${ref.key} does not exist`);
@@ -265,34 +279,51 @@ export class ObjectStore {
   }
 
   private async commit(kind: KindDef, key: string, cur: StoredObject | undefined, next: StoredObject | null, action: WriteAction, opts: WriteOptions): Promise<CommitResult> {
-    const before = cur ? indexMembers(kind.indexes, cur, key) : [];
-    const after = next ? indexMembers(kind.indexes, next, key) : [];
-    const beforeSet = new Set(before.map((e) => `${e.field}\x01${e.member}`));
-    const afterSet = new Set(after.map((e) => `${e.field}\x01${e.member}`));
-    const uniques = (o: StoredObject | undefined | null) =>
-      o ? Object.entries(kind.indexes).filter(([, s]) => s.unique).flatMap(([field, s]) =>
-        indexedValues(field, s, o).filter((v) => typeof v === 'string' && v !== '').map((v) => ({ field, value: v as string }))) : [];
-    const uBefore = uniques(cur);
-    const uAfter = uniques(next);
-    const same = (a: { field: string; value: string }, b: { field: string; value: string }) => a.field === b.field && a.value === b.value;
+    // Index members and unique values, field by field: only what changed is sent (a workflow step
+    // moves one or two of a machine's eleven indexes). Unchanged unique values stay claimed: the
+    // revision check guarantees the stored object, and so its claims, are the ones read.
+    const indexRemove: IndexEntry[] = [];
+    const indexAdd: IndexEntry[] = [];
+    const uniqueRemove: UniqueEntry[] = [];
+    const uniqueAdd: UniqueEntry[] = [];
+    for (const [field, spec] of indexFields(kind)) {
+      const b = cur ? encodedValues(field, spec, cur) : NONE;
+      const a = next ? encodedValues(field, spec, next) : NONE;
+      if (!sameValues(a, b)) {
+        for (const v of b) if (!a.includes(v)) indexRemove.push({ field, member: member(v, key) });
+        for (const v of a) if (!b.includes(v)) indexAdd.push({ field, member: member(v, key) });
+      }
+      if (spec.unique) {
+        const ub = cur ? uniqueValues(field, spec, cur) : NONE;
+        const ua = next ? uniqueValues(field, spec, next) : NONE;
+        if (!sameValues(ua, ub)) {
+          for (const v of ub) if (!ua.includes(v)) uniqueRemove.push({ field, value: v });
+          for (const v of ua) if (!ub.includes(v)) uniqueAdd.push({ field, value: v });
+        }
+      }
+    }
+    const value = next ? JSON.stringify(next) : null;
+    const shown = publicView(kind, next ?? cur!);
     const op: WriteOp = {
       prefix: kind.prefix,
       key,
       expectRevision: cur ? (cur.revision ?? 0) : null,
-      value: next ? JSON.stringify(next) : null,
+      value,
       revision: next?.revision ?? 0,
-      indexRemove: before.filter((e) => !afterSet.has(`${e.field}\x01${e.member}`)),
-      indexAdd: after.filter((e) => !beforeSet.has(`${e.field}\x01${e.member}`)),
-      uniqueRemove: uBefore.filter((u) => !uAfter.some((v) => same(u, v))),
-      uniqueAdd: uAfter,
+      indexRemove,
+      indexAdd,
+      uniqueRemove,
+      uniqueAdd,
       event: {
         type: kind.prefix,
         action,
         key,
         principal: principalId(opts.principal),
         time: new Date().toISOString(),
-        object: JSON.stringify(publicView(kind, next ?? cur!)),
+        // nothing hidden or sealed: the public view is the object itself, already serialised
+        object: shown === next && value !== null ? value : JSON.stringify(shown),
       },
+      ...(CACHED_KINDS.has(kind.prefix) ? { bumpVersion: true } : {}),
     };
     return this.backend.commit(op);
   }
@@ -310,10 +341,42 @@ export class ObjectStore {
 
 /** Hidden fields (a machine's secret, a user's password hash) removed; secure values still sealed. */
 export function withoutHidden(kind: KindDef, obj: StoredObject): StoredObject {
-  if (!kind.hidden?.length) return obj;
-  const out = { ...obj };
-  for (const f of kind.hidden) delete out[f];
+  const hidden = kind.hidden;
+  if (!hidden?.length) return obj;
+  // copied key by key (no `delete`, which leaves a slow dictionary-mode object to serialise)
+  const out: StoredObject = {};
+  for (const k in obj) if (Object.prototype.hasOwnProperty.call(obj, k) && !hidden.includes(k)) out[k] = obj[k];
   return out;
+}
+
+const NONE: readonly string[] = [];
+const indexFieldCache = new WeakMap<KindDef, [string, IndexSpec][]>();
+
+function indexFields(kind: KindDef): [string, IndexSpec][] {
+  let f = indexFieldCache.get(kind);
+  if (!f) indexFieldCache.set(kind, (f = Object.entries(kind.indexes)));
+  return f;
+}
+
+/** The encoded values an object indexes under a field (one per member `value \0 key`). */
+function encodedValues(field: string, spec: IndexSpec, obj: StoredObject): readonly string[] {
+  const out: string[] = [];
+  for (const v of indexedValues(field, spec, obj)) {
+    const enc = encodeValue(spec, v);
+    if (enc !== undefined) out.push(enc);
+  }
+  return out;
+}
+
+/** The values an object claims under a unique field. */
+function uniqueValues(field: string, spec: IndexSpec, obj: StoredObject): readonly string[] {
+  return indexedValues(field, spec, obj).filter((v): v is string => typeof v === 'string' && v !== '');
+}
+
+function sameValues(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The object as clients and events see it: hidden fields removed, secure values as {"secure": true}. */

@@ -17,17 +17,22 @@ export class PrefsService {
 
   /** Read on every boot request and machine create: cached for a second (refreshed at once by set()). */
   async all(): Promise<Record<string, string>> {
+    return { ...(await this.current()) };
+  }
+
+  /** The cached map itself (callers only read it). */
+  private current(): Promise<Readonly<Record<string, string>>> {
     const t = this.now();
     if (!this.cache || t - this.cache.at >= PREFS_CACHE_MS) {
       const value = this.backend.prefs().then((stored) => ({ ...prefDefaults(), ...stored }));
       this.cache = { at: t, value };
       value.catch(() => (this.cache = undefined)); // never cache a failed read
     }
-    return { ...(await this.cache.value) };
+    return this.cache.value;
   }
 
   async get(name: string): Promise<string> {
-    return (await this.all())[name] ?? '';
+    return (await this.current())[name] ?? '';
   }
 
   /** Validates every value (unknown name → 400, bad value → 400, missing object → 422) and stores them together. */

@@ -3,7 +3,7 @@
 import { AppError } from '../errors.js';
 import type { IndexSpec, KindDef, StoredObject } from '../models/common.js';
 import type { Backend } from './backend.js';
-import { encodeValue, decodeValue, indexedValues, matches, Operators, rangeFor, splitMember, type Operator } from './index-encoding.js';
+import { encodeValue, decodeValue, indexedValues, matches, member, Operators, rangeFor, splitMember, type Operator } from './index-encoding.js';
 
 export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 1000;
@@ -138,7 +138,39 @@ export async function runListQuery(backend: Backend, kind: KindDef, q: ListQuery
       return { total: await backend.indexCount(prefix, only!.field, range), keys: members.map((m) => splitMember(m).key) };
     }
   }
+  if ((q.sort === undefined || q.sort === kind.key) && backend.indexContains && q.filters.every((f) => f.target === 'index' && f.op === 'Eq')) {
+    return indexOnlyQuery(backend, kind, q);
+  }
   return scanQuery(backend, kind, q);
+}
+
+/**
+ * Only Eq filters on indexed fields, in key order: the candidates of the most selective index are
+ * checked against the other indexes' members (`value \0 key`), never reading an object — a count or a
+ * page costs index reads only.
+ */
+async function indexOnlyQuery(backend: Backend, kind: KindDef, q: ListQuery): Promise<ListPage> {
+  const counts = await Promise.all(q.filters.map((f) => backend.indexCount(kind.prefix, f.field, rangeFor('Eq', f.args)!)));
+  let bestAt = 0;
+  counts.forEach((n, i) => (n < counts[bestAt]! ? (bestAt = i) : undefined));
+  const best = q.filters[bestAt]!;
+  const others = q.filters.filter((_, i) => i !== bestAt);
+  const range = rangeFor('Eq', best.args)!;
+  const hits: string[] = [];
+  for (let offset = 0; offset < counts[bestAt]!; offset += SCAN_CHUNK) {
+    let keys = (await backend.indexRange(kind.prefix, best.field, range, offset, SCAN_CHUNK, false)).map((m) => splitMember(m).key);
+    if (keys.length === 0) break;
+    for (const f of others) {
+      if (keys.length === 0) break;
+      const held = await backend.indexContains!(kind.prefix, f.field, keys.map((k) => member(f.args[0]!, k)));
+      keys = keys.filter((_, i) => held[i]);
+    }
+    hits.push(...keys);
+  }
+  // a multi-valued index lists a key once per value, but one Eq value names each key at most once
+  const sorted = [...new Set(hits)].sort();
+  if (q.reverse) sorted.reverse();
+  return { total: sorted.length, keys: sorted.slice(q.offset, q.offset + q.limit) };
 }
 
 /** General case: stream candidates from the most selective index, filter objects chunk by chunk, keep (sortValue, key) only. */

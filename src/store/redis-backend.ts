@@ -7,6 +7,7 @@ import type { StoreKeys } from './keys.js';
 
 // KEYS[1] object hash, KEYS[2] key zset, KEYS[3] event stream, KEYS[4..] unique hashes and index zsets.
 // ARGV: expect, key, value, revision, maxlen, nEventArgs, eventArgs..., then op triples (op, keyIndex, member).
+// Op `cv` (writes of cached kinds, store/object-cache.ts) stores the new event's id in that key.
 const COMMIT = `
 local cur = redis.call('HGET', KEYS[1], 'r')
 local expect = ARGV[1]
@@ -46,11 +47,17 @@ if value == '' then
   redis.call('ZREM', KEYS[2], key)
 else
   redis.call('HSET', KEYS[1], 'r', ARGV[4], 'j', value)
-  redis.call('ZADD', KEYS[2], 0, key)
+  if expect == '' then redis.call('ZADD', KEYS[2], 0, key) end
 end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 7, 6 + nev))
+for i = ops, #ARGV, 3 do
+  if ARGV[i] == 'cv' then redis.call('SET', KEYS[tonumber(ARGV[i+1])], id) end
+end
 return {'ok', id}
 `;
+
+/** `{p}:x:content-version`: the event id of the last write of a cached kind */
+export const CONTENT_VERSION_KEY = 'content-version';
 
 const EVENT_FIELDS = ['type', 'action', 'key', 'principal', 'time', 'object'] as const;
 
@@ -72,6 +79,7 @@ export class RedisBackend implements Backend {
   private readonly eventsMaxLen: number;
   private readonly waitReplicas: number;
   private readonly waitTimeoutMs: number;
+  private readonly autoPipelined: boolean;
 
   constructor(opts: RedisBackendOptions) {
     this.redis = opts.redis;
@@ -80,6 +88,12 @@ export class RedisBackend implements Backend {
     this.waitReplicas = opts.waitReplicas ?? 0;
     this.waitTimeoutMs = opts.waitTimeoutMs ?? 1000;
     this.redis.defineCommand('ironflowCommit', { lua: COMMIT });
+    this.autoPipelined = (this.redis.options as { enableAutoPipelining?: boolean } | undefined)?.enableAutoPipelining === true;
+  }
+
+  /** The id of the event of the last write of a cached kind ('0-0' when none): see store/object-cache.ts. */
+  async contentVersion(): Promise<string> {
+    return (await this.redis.get(this.keys.extra(CONTENT_VERSION_KEY))) ?? '0-0';
   }
 
   async get(prefix: string, key: string): Promise<string | null> {
@@ -88,6 +102,9 @@ export class RedisBackend implements Backend {
 
   async getMany(prefix: string, keys: string[]): Promise<(string | null)[]> {
     if (keys.length === 0) return [];
+    // A few keys ride the connection's auto-pipeline (one write shared with every concurrent request);
+    // an explicit pipeline would be a write of its own.
+    if (keys.length <= 32 && this.autoPipelined) return Promise.all(keys.map((k) => this.redis.hget(this.keys.object(prefix, k), 'j')));
     const pipe = this.redis.pipeline();
     for (const k of keys) pipe.hget(this.keys.object(prefix, k), 'j');
     const res = (await pipe.exec()) ?? [];
@@ -120,6 +137,7 @@ export class RedisBackend implements Backend {
     for (const e of op.indexRemove) ops.push('ir', slotOf(this.keys.index(op.prefix, e.field), e.field), e.member);
     for (const u of op.uniqueAdd) ops.push('ua', slotOf(this.keys.unique(op.prefix, u.field), u.field), u.value);
     for (const e of op.indexAdd) ops.push('ia', slotOf(this.keys.index(op.prefix, e.field), e.field), e.member);
+    if (op.bumpVersion) ops.push('cv', slotOf(this.keys.extra(CONTENT_VERSION_KEY), ''), '');
     const ev = EVENT_FIELDS.flatMap((f) => [f, op.event[f]]);
     const args = [
       op.expectRevision === null ? '' : String(op.expectRevision), op.key, op.value ?? '', String(op.revision),
@@ -170,6 +188,12 @@ export class RedisBackend implements Backend {
     return reverse
       ? this.redis.zrevrangebylex(k, range.max, range.min, 'LIMIT', offset, count)
       : this.redis.zrangebylex(k, range.min, range.max, 'LIMIT', offset, count);
+  }
+
+  async indexContains(prefix: string, field: string, members: string[]): Promise<boolean[]> {
+    if (members.length === 0) return [];
+    const scores = (await this.redis.call('ZMSCORE', this.keys.index(prefix, field), ...members)) as (string | null)[];
+    return scores.map((x) => x !== null);
   }
 
   async readEvents(afterId: string, count: number): Promise<StoredEvent[]> {

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ContentCache } from '../../src/boot/caches.js';
 import { archOf, discoveryName } from '../../src/boot/discovery.js';
-import { compareIds } from '../../src/boot/index-sync.js';
+import { compareIds } from '../../src/store/stream-ids.js';
 import { machineFiles, normaliseBootPath, PathIndex } from '../../src/boot/path-index.js';
 import { ipxeErrorScript } from '../../src/boot/resolver.js';
 import { checkFilePath, contentTypeFor, parseRange } from '../../src/boot/static-files.js';
@@ -160,6 +160,9 @@ describe('boot helpers', () => {
     expect(compareIds('5-10', '5-9')).toBeGreaterThan(0);
     expect(compareIds('5-1', '5-1')).toBe(0);
     expect(compareIds('0-0', '1-0')).toBeLessThan(0);
+    expect(compareIds('5', '5-0')).toBe(0); // a bare ms is ms-0
+    expect(compareIds('5', '5-1')).toBeLessThan(0);
+    expect(compareIds('1-18446744073709551615', '1-18446744073709551614')).toBeGreaterThan(0); // past 2^53
   });
 
   it.each([
