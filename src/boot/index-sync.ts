@@ -3,24 +3,18 @@
 // barrier that lets a request wait until every event committed before it has been applied.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { EventBus } from '../events/bus.js';
+import { eventObject, type EventBus } from '../events/bus.js';
 import type { StoredObject } from '../models/common.js';
 import type { Renderer } from '../render/renderer.js';
 import type { StoredEvent } from '../store/backend.js';
 import type { StoreKeys } from '../store/keys.js';
 import type { ObjectStore } from '../store/objects.js';
+import { compareIds } from '../store/stream-ids.js';
 import { ContentCache, pages } from './caches.js';
 import { machineFiles, PathIndex } from './path-index.js';
 
 const PULL_BATCH = 1000;
 const RETRY_MS = 500;
-
-/** Orders Redis stream ids (`ms-seq`). */
-export function compareIds(a: string, b: string): number {
-  const [am = '0', as = '0'] = a.split('-');
-  const [bm = '0', bs = '0'] = b.split('-');
-  return Number(am) - Number(bm) || Number(as) - Number(bs);
-}
 
 export interface IndexSyncDeps {
   store: ObjectStore;
@@ -136,9 +130,10 @@ export class IndexSync {
           await this.pull();
           if (compareIds(e.id, this.appliedId) <= 0) continue;
         }
-        await this.apply(e);
+        const pending = this.apply(e);
+        if (pending) await pending;
         this.appliedId = e.id;
-        this.notify();
+        if (this.waiters.size > 0) this.notify();
       }
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message }, 'boot index update failed; retrying');
@@ -155,7 +150,8 @@ export class IndexSync {
     for (;;) {
       const batch = await this.deps.store.backend.readEvents(this.appliedId, PULL_BATCH);
       for (const e of batch) {
-        await this.apply(e);
+        const pending = this.apply(e);
+        if (pending) await pending;
         this.appliedId = e.id;
       }
       this.notify();
@@ -163,18 +159,23 @@ export class IndexSync {
     }
   }
 
-  private async apply(e: StoredEvent): Promise<void> {
+  /** Applies one event; a promise only when it must read (a bootenv changed). */
+  private apply(e: StoredEvent): Promise<void> | undefined {
     if (e.type === 'machines') {
       if (e.action === 'delete') this.index.removeMachine(e.key);
       else {
-        const m = parse(e.object);
-        if (m) this.indexMachine(m);
+        const v = eventObject(e);
+        if (v && typeof v === 'object') this.indexMachine(v as StoredObject);
       }
-      return;
+      return undefined;
     }
-    if (!this.cache.apply(e) || e.type !== 'bootenvs') return;
-    // A bootenv changed: its machines' paths are recomputed from their current objects.
-    const uuids = this.index.machinesOf(e.key);
+    if (!this.cache.apply(e) || e.type !== 'bootenvs') return undefined;
+    return this.reindexBootenv(e.key);
+  }
+
+  /** A bootenv changed: its machines' paths are recomputed from their current objects. */
+  private async reindexBootenv(name: string): Promise<void> {
+    const uuids = this.index.machinesOf(name);
     for (let i = 0; i < uuids.length; i += 500) {
       const batch = uuids.slice(i, i + 500);
       const found = await this.deps.store.getMany('machines', batch);
@@ -212,13 +213,4 @@ function hashInputs(values: unknown[]): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return h >>> 0;
-}
-
-function parse(json: string): StoredObject | undefined {
-  try {
-    const v = JSON.parse(json) as unknown;
-    return v && typeof v === 'object' ? (v as StoredObject) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -98,7 +98,13 @@ class Transfer {
   private oack: Buffer | undefined;
   private window: { start: number; end: number; bytes: Buffer } | undefined;
   private readonly started = performance.now();
-  private readonly log: Logger;
+  private childLog: Logger | undefined;
+
+  /** this transfer's logger, made on first use (most transfers log nothing at the default level) */
+  private get log(): Logger {
+    this.childLog ??= this.s.log.child({ tftpClient: `${this.client.address}:${this.client.port}`, path: this.path });
+    return this.childLog;
+  }
 
   constructor(
     private readonly s: Settings,
@@ -109,7 +115,6 @@ class Transfer {
   ) {
     this.closed = new Promise((r) => (this.markClosed = r));
     this.timeoutMs = s.timeoutMs;
-    this.log = s.log.child({ tftpClient: `${client.address}:${client.port}`, path });
   }
 
   async start(): Promise<void> {
@@ -270,7 +275,7 @@ class Transfer {
     this.window = undefined;
     const bytes = e.ok ? (this.file?.size ?? 0) : Math.min(this.acked * this.blksize, this.file?.size ?? 0);
     const ms = Math.round(performance.now() - this.started);
-    this.log.debug({ ok: e.ok, error: e.error, bytes, ms }, 'tftp transfer ended');
+    if (this.s.log.isLevelEnabled('debug')) this.log.debug({ ok: e.ok, error: e.error, bytes, ms }, 'tftp transfer ended');
     const close = (): void => {
       try {
         this.socket?.close(() => this.markClosed());

@@ -18,9 +18,31 @@ export interface PublishInput {
 export type EventListener = (e: StoredEvent) => void;
 
 export function parseStreamEntry(id: string, fields: string[]): StoredEvent {
+  // every writer appends the fields in this order: read them in place
+  if (fields.length === 12 && fields[0] === 'type' && fields[2] === 'action' && fields[4] === 'key' && fields[6] === 'principal' && fields[8] === 'time' && fields[10] === 'object') {
+    return { id, type: fields[1]!, action: fields[3]!, key: fields[5]!, principal: fields[7]!, time: fields[9]!, object: fields[11]! };
+  }
   const rec: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) rec[fields[i]!] = fields[i + 1]!;
   return { id, type: rec.type ?? '', action: rec.action ?? '', key: rec.key ?? '', principal: rec.principal ?? '', time: rec.time ?? '', object: rec.object ?? 'null' };
+}
+
+const parsed = new WeakMap<StoredEvent, unknown>();
+
+/**
+ * The event's object, parsed once for every listener of the same event (`undefined` when it is not
+ * JSON). Shared: listeners read it and never change it.
+ */
+export function eventObject(e: StoredEvent): unknown {
+  if (parsed.has(e)) return parsed.get(e);
+  let v: unknown;
+  try {
+    v = JSON.parse(e.object);
+  } catch {
+    v = undefined;
+  }
+  parsed.set(e, v);
+  return v;
 }
 
 export class EventBus {
@@ -38,7 +60,7 @@ export class EventBus {
     private readonly redis: Redis,
     private readonly openBlocking: () => Redis,
     private readonly keys: StoreKeys,
-    private readonly maxLen: number,
+    readonly maxLen: number,
   ) {}
 
   async publish(e: PublishInput): Promise<string> {

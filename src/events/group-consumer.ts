@@ -29,6 +29,12 @@ export interface GroupConsumerOptions {
   log: Logger;
   batch?: number;
   leaseMs?: number;
+  /**
+   * After a batch shorter than `batch`, wait this long before reading again, so that a steady trickle of
+   * events is read (and acknowledged) a few at a time rather than one read per event; a full batch is
+   * followed at once. A function is asked each time (e.g. longer while nothing would be delivered).
+   */
+  lingerMs?: number | (() => number);
 }
 
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -95,8 +101,11 @@ export class GroupConsumer {
         if (this.stopped) break;
         const blocking = (this.blocking ??= this.o.openBlocking());
         const res = (await blocking.xreadgroup('GROUP', this.o.group, this.consumer, 'COUNT', this.batch, 'BLOCK', 1000, 'STREAMS', this.o.stream, '>')) as [string, [string, string[]][]][] | null;
-        const events = (res?.[0]?.[1] ?? []).filter(([, f]) => f !== null).map(([id, f]) => parseStreamEntry(id, f));
+        const entries = res?.[0]?.[1] ?? [];
+        const events = entries.filter(([, f]) => f !== null).map(([id, f]) => parseStreamEntry(id, f));
         if (events.length > 0) await this.handleSafely(events);
+        const linger = typeof this.o.lingerMs === 'function' ? this.o.lingerMs() : (this.o.lingerMs ?? 0);
+        if (entries.length > 0 && entries.length < this.batch && linger > 0 && !this.stopped) await sleep(linger);
       } catch (err) {
         if (this.stopped) break;
         this.o.log.warn({ err: (err as Error).message, group: this.o.group }, 'event consumer problem; retrying');

@@ -13,7 +13,8 @@ export const TIMELINE_GROUP = 'timeline';
 const JOB_ENTRY_STATE: Record<string, string> = { created: 'queued', running: 'running', finished: 'succeeded', failed: 'failed', incomplete: 'running' };
 
 // KEYS[1] global stream, KEYS[2] derivation state hash, KEYS[3..] timeline streams.
-// ARGV[1] group, ARGV[2] event id, ARGV[3] global maxlen, ARGV[4] timeline maxlen, ARGV[5] plan (JSON).
+// ARGV[1] group, ARGV[2] event id, ARGV[3] global maxlen, ARGV[4] timeline maxlen, ARGV[5] plan (JSON),
+// ARGV[6] the event's object JSON (what a `pub` republishes: passed as is, not escaped into the plan).
 const DERIVE = `
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local plan = cjson.decode(ARGV[5])
@@ -21,7 +22,7 @@ for _, s in ipairs(plan.set) do redis.call('HSET', KEYS[2], s[1], s[2]) end
 for _, f in ipairs(plan.del) do redis.call('HDEL', KEYS[2], f) end
 for _, k in ipairs(plan.persist) do redis.call('PERSIST', KEYS[k]) end
 for _, p in ipairs(plan.pub) do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'type', p.type, 'action', p.action, 'key', p.key, 'principal', p.principal, 'time', p.time, 'object', p.object)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'type', p.type, 'action', p.action, 'key', p.key, 'principal', p.principal, 'time', p.time, 'object', ARGV[6])
 end
 for _, t in ipairs(plan.tl) do
   local id = redis.call('XADD', KEYS[t.k], 'MAXLEN', '~', ARGV[4], '*', 'type', t.type, 'state', t.state, 'body', t.body, 'createdAt', t.createdAt)
@@ -49,7 +50,8 @@ interface Plan {
   del: string[];
   persist: number[];
   expire: [number, number][];
-  pub: { type: string; action: string; key: string; principal: string; time: string; object: string }[];
+  /** republications of the event's own object (under another type and key) */
+  pub: { type: string; action: string; key: string; principal: string; time: string }[];
   tl: TimelineWrite[];
 }
 
@@ -114,7 +116,7 @@ export function derive(e: StoredEvent, ctx: DeriveContext): { plan: Plan; timeli
   } else {
     const machine = typeof obj.machine === 'string' ? obj.machine : '';
     if (!machine) return undefined;
-    plan.pub.push({ type: 'machine_jobs', action: e.action, key: machine, principal: e.principal, time: e.time, object: e.object });
+    plan.pub.push({ type: 'machine_jobs', action: e.action, key: machine, principal: e.principal, time: e.time });
     const field = `j:${e.key}`;
     const state = typeof obj.state === 'string' ? obj.state : '';
     if (e.action === 'delete') remember(field, null);
@@ -161,7 +163,7 @@ export class MachineEvents {
       flushAcks();
       const keyList = [stream, this.stateKey, ...d.timelines.map((m) => keys.timeline(m))];
       work.push((redis as unknown as { ironflowDerive: Derive }).ironflowDerive(keyList.length, ...keyList,
-        TIMELINE_GROUP, e.id, String(config.eventsMaxLen), String(config.timelineMaxLen), JSON.stringify(d.plan)));
+        TIMELINE_GROUP, e.id, String(config.eventsMaxLen), String(config.timelineMaxLen), JSON.stringify(d.plan), e.object));
     }
     flushAcks();
     await Promise.all(work);
@@ -179,6 +181,8 @@ export async function startMachineEvents(s: Services): Promise<() => Promise<voi
     leaderKey: s.keys.extra('timeline-derivation', 'leader'),
     startAt: '0',
     handle: (events) => handler.handle(events),
+    // derived entries may trail their event by a few ms; in exchange a busy stream is read in batches
+    lingerMs: 5,
     log: s.log,
   });
   await consumer.start();

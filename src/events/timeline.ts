@@ -2,6 +2,7 @@
 // capped stream and published as `timeline.{entryType}.{machineUuid}` on the global stream.
 import type { Redis } from 'ioredis';
 import type { Principal } from '../models/principal.js';
+import { principalId } from '../models/principal.js';
 import type { StoreKeys } from '../store/keys.js';
 import type { EventBus } from './bus.js';
 
@@ -22,23 +23,39 @@ export interface TimelineInput {
   body?: unknown;
 }
 
+// Both appends in one script (one round trip, and never an entry without its publication).
+// KEYS[1] the machine's timeline, KEYS[2] the global stream. ARGV[1] timeline maxlen, ARGV[2] type,
+// ARGV[3] state, ARGV[4] body JSON, ARGV[5] createdAt, ARGV[6] global maxlen, ARGV[7] machine uuid,
+// ARGV[8] principal, ARGV[9] the published entry's JSON without its leading `{"id":…,` (the id is
+// known only here). Returns the entry id.
+const RECORD = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'type', ARGV[2], 'state', ARGV[3], 'body', ARGV[4], 'createdAt', ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'timeline', 'action', ARGV[2], 'key', ARGV[7], 'principal', ARGV[8], 'time', ARGV[5], 'object', '{"id":"' .. id .. '",' .. ARGV[9])
+return id
+`;
+
+type RecordScript = { ironflowTimelineRecord(timeline: string, events: string, ...args: string[]): Promise<string> };
+
 export class Timeline {
   constructor(
     private readonly redis: Redis,
     private readonly keys: StoreKeys,
     private readonly bus: EventBus,
     private readonly maxLenPerMachine: number,
-  ) {}
+  ) {
+    redis.defineCommand('ironflowTimelineRecord', { numberOfKeys: 2, lua: RECORD });
+  }
 
   /** Appends an entry and publishes it; resolves once both are stored (the caller may acknowledge). */
   async record(machineUuid: string, input: TimelineInput, principal: Principal): Promise<TimelineEntry> {
     const createdAt = new Date().toISOString();
     const state = input.state ?? '';
-    const body = JSON.stringify(input.body ?? null);
-    const id = (await this.redis.xadd(this.keys.timeline(machineUuid), 'MAXLEN', '~', String(this.maxLenPerMachine), '*',
-      'type', input.type, 'state', state, 'body', body, 'createdAt', createdAt))!;
-    const entry: TimelineEntry = { id, type: input.type, state, body: input.body ?? null, createdAt, machine: machineUuid };
-    await this.bus.publish({ type: 'timeline', action: input.type, key: machineUuid, object: entry, principal });
-    return entry;
+    const bodyValue = input.body ?? null;
+    const body = JSON.stringify(bodyValue);
+    // the same bytes JSON.stringify(entry) gives, with `id` first
+    const rest = `${JSON.stringify({ type: input.type, state }).slice(1, -1)},"body":${body},${JSON.stringify({ createdAt, machine: machineUuid }).slice(1)}`;
+    const id = await (this.redis as unknown as RecordScript).ironflowTimelineRecord(this.keys.timeline(machineUuid), this.keys.events(),
+      String(this.maxLenPerMachine), input.type, state, body, createdAt, String(this.bus.maxLen), machineUuid, principalId(principal), rest);
+    return { id, type: input.type, state, body: bodyValue, createdAt, machine: machineUuid };
   }
 }

@@ -257,6 +257,8 @@ export async function startWebhookMatcher(s: Services, opts: { sweepMs?: number 
     handle: (events) => matcher.handle(events),
     tick: () => matcher.sweep(),
     tickMs: opts.sweepMs ?? 5000,
+    // with no subscription nothing is delivered: events are only acknowledged, in larger batches
+    lingerMs: () => (matcher.names().length === 0 ? 50 : 5),
     log: s.log,
   });
   await consumer.start();
