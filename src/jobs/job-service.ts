@@ -99,6 +99,11 @@ export class JobService {
   /** Creates a job: `created` for an agent, `running` for a server job under way, or already ended (a quick server job). */
   async create(fields: { uuid?: string; machine: StoredObject; index: number; previous: string; task: string; context: string; state: 'created' | 'running' | 'finished' | 'failed'; meta?: Record<string, string>; resultErrors?: string[]; startTime?: string }): Promise<StoredObject> {
     const m = fields.machine;
+    const machine = String(m.uuid);
+    // The counter moves with the create (one round trip); a create that fails leaves it one high, which
+    // only makes the next prune look (and recount).
+    const counted = this.d.redis.hincrby(this.countKey(), machine, 1);
+    counted.catch(() => undefined);
     const job = await this.d.store.create('jobs', {
       uuid: fields.uuid ?? randomUUID(),
       machine: String(m.uuid),
@@ -115,10 +120,14 @@ export class JobService {
       ...(fields.state === 'finished' || fields.state === 'failed'
         ? { endTime: new Date().toISOString(), exitState: fields.state === 'finished' ? 'complete' : 'failed', resultErrors: fields.resultErrors ?? [] }
         : {}),
-    }, { principal: SystemPrincipal });
-    await this.d.redis.hincrby(this.countKey(), String(m.uuid), 1);
+    }, { principal: SystemPrincipal, knownRefs: [`machines/${machine}`] }); // the caller (the runner) has just read or written it
+    if (this.counts.size > 100_000) this.counts.clear();
+    this.counts.set(machine, await counted);
     return job;
   }
+
+  /** the job count of a machine as this process's last create left it (prune's first look, then forgotten) */
+  private readonly counts = new Map<string, number>();
 
   /**
    * The agent's claim (SPEC 5.4): 201 the machine's created job for this context, 202 its incomplete
@@ -136,7 +145,13 @@ export class JobService {
     }
     if (m.runnable !== true) throw new AppError('CONFLICT', `machine ${String(m.name)} is not runnable (set runnable to true to continue)`, { kind: 'machines', key: machineUuid });
     if (mine && current.state === 'created') return { status: 201, job: current };
-    if (mine && current.state === 'incomplete') return { status: 202, job: current };
+    if (mine && current.state === 'incomplete') {
+      // An incomplete job that asked the machine to stop (exit 144) is not handed out again before the
+      // runner has stopped the machine (engine.applied names it): an agent claiming at once would run it
+      // again instead. After the stop, `runnable: true` hands it out again (202).
+      if (current.exitState === 'stop' && (m.engine as { applied?: string } | undefined)?.applied !== current.uuid) return { status: 204 };
+      return { status: 202, job: current };
+    }
     return { status: 204 };
   }
 
@@ -199,7 +214,9 @@ export class JobService {
    * ones with their logs. A per-machine counter makes this a no-op until there is something to prune.
    */
   async prune(machineUuid: string): Promise<number> {
-    const count = Number((await this.d.redis.hget(this.countKey(), machineUuid)) ?? 0);
+    const known = this.counts.get(machineUuid);
+    this.counts.delete(machineUuid);
+    const count = known ?? Number((await this.d.redis.hget(this.countKey(), machineUuid)) ?? 0);
     if (count <= 0) return 0;
     const keep = await this.jobsToKeep();
     if (!Number.isFinite(keep) || count <= keep) return 0;

@@ -13,6 +13,7 @@ import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { errorCode, ErrorStatus } from '../errors.js';
+import { eventObject } from '../events/bus.js';
 import type { Timeline } from '../events/timeline.js';
 import { entryArgs } from '../models/action-schemas.js';
 import type { StoredObject } from '../models/common.js';
@@ -21,6 +22,7 @@ import type { ParamResolver } from '../params/layers.js';
 import type { Services } from '../services.js';
 import type { StoredEvent } from '../store/backend.js';
 import type { StoreKeys } from '../store/keys.js';
+import type { ObjectSource } from '../store/object-cache.js';
 import type { ObjectStore } from '../store/objects.js';
 import { isRedisDown } from '../store/redis-errors.js';
 import { checkWait, runAction, type WaitSpec } from './actions.js';
@@ -186,6 +188,12 @@ const MAX_MOVES_PER_PASS = 500;
 interface Pass {
   fence: Fence;
   stopAt?: string[];
+  /** where this move reads tasks, profiles, stages and Params (a cache view started with its first reads) */
+  source?: ObjectSource;
+  /** the machine as this pass last read or wrote it (the next write starts from it) */
+  latest?: StoredObject;
+  /** the job this pass last started: read together with the machine, which usually names it */
+  job?: string;
 }
 
 type Action = { action: string; args: Record<string, unknown> };
@@ -201,9 +209,14 @@ export class Runner {
   async advanceOnce(uuid: string, fence: Fence): Promise<void> {
     const pass: Pass = { fence };
     for (let n = 0; n < MAX_MOVES_PER_PASS; n++) {
-      const m = await this.d.store.get('machines', uuid);
+      // One round trip: the machine, the job it most likely names, and the cache view's version check.
+      pass.source = this.d.params.source();
+      const guess = pass.job;
+      const [m, guessed] = await Promise.all([this.d.store.get('machines', uuid), guess ? this.d.store.get('jobs', guess) : undefined]);
       if (!m) return;
-      const cur = m.currentJob ? ((await this.d.store.get('jobs', String(m.currentJob))) ?? null) : undefined;
+      pass.latest = m;
+      const named = m.currentJob ? String(m.currentJob) : '';
+      const cur = !named ? undefined : ((named === guess ? guessed : await this.d.store.get('jobs', named)) ?? null);
       const move = decide(m, cur, Date.now());
       if (move.type === 'idle') {
         if (move.wakeAt !== undefined) await this.d.advance.requestAt(uuid, move.wakeAt);
@@ -245,10 +258,13 @@ export class Runner {
   /** A fenced compare-and-set write of the machine; `same` must hold on the stored machine. */
   private async write(m: StoredObject, pass: Pass, same: (cur: StoredObject) => boolean, change: (cur: StoredObject) => StoredObject): Promise<StoredObject> {
     await pass.fence.check();
-    return this.d.store.update('machines', String(m.uuid), (cur) => {
+    const latest = pass.latest?.uuid === m.uuid ? pass.latest : undefined;
+    const stored = await this.d.store.update('machines', String(m.uuid), (cur) => {
       if (cur.workflow !== m.workflow || !same(cur)) throw new Superseded();
       return change(cur);
-    }, { principal: SystemPrincipal, action: 'save' });
+    }, { principal: SystemPrincipal, action: 'save', ...(latest ? { current: latest } : {}) });
+    pass.latest = stored;
+    return stored;
   }
 
   /** The decided position still holds: same currentTask and currentJob, still runnable. */
@@ -276,7 +292,7 @@ export class Runner {
 
   private async stopAt(m: StoredObject, pass: Pass): Promise<string[]> {
     if (!pass.stopAt) {
-      const hit = await this.d.params.lookup({ prefix: 'machines', obj: m }, 'task-stop-at');
+      const hit = await this.d.params.lookup({ prefix: 'machines', obj: m }, 'task-stop-at', pass.source ? { source: pass.source } : {});
       pass.stopAt = hit.found && Array.isArray(hit.value) ? hit.value.filter((x): x is string => typeof x === 'string') : [];
     }
     return pass.stopAt;
@@ -308,14 +324,14 @@ export class Runner {
   }
 
   /** The actions a job runs: a task's `actions`, or the one action of an `action:` entry. */
-  private async planOf(entry: string): Promise<{ actions: Action[] } | { templates: true } | { error: string }> {
+  private async planOf(entry: string, source: ObjectSource = this.d.params.source()): Promise<{ actions: Action[] } | { templates: true } | { error: string }> {
     const e = parseEntry(entry);
     if (e.kind === 'action') {
       const { args, problems } = entryArgs(e.action, e.arg);
       return problems.length > 0 ? { error: problems.join('; ') } : { actions: [{ action: e.action, args }] };
     }
     if (e.kind !== 'task') return { error: `"${entry}" cannot run as a job` };
-    const task = await this.d.store.get('tasks', e.name);
+    const task = await source.get('tasks', e.name);
     if (!task) return { error: `task ${e.name} does not exist` };
     if (Array.isArray(task.templates)) return { templates: true };
     return { actions: ((task.actions as { action: string; args?: Record<string, unknown> }[] | undefined) ?? []).map((a) => ({ action: a.action, args: a.args ?? {} })) };
@@ -328,9 +344,10 @@ export class Runner {
    * step costs one job write, and a crash before it is the same as one before its first action ended.
    */
   private async start(m: StoredObject, move: Extract<Move, { type: 'start' }>, pass: Pass): Promise<boolean> {
-    const plan = await this.planOf(move.entry);
+    const plan = await this.planOf(move.entry, pass.source);
     const context = 'templates' in plan ? String(m.context ?? '') : 'server';
     const uuid = move.reuse ?? randomUUID();
+    pass.job = uuid;
     let machine = m;
     if (!move.reuse) {
       const forward = move.index !== m.currentTask;
@@ -364,7 +381,7 @@ export class Runner {
   /** Continues a server job that is recorded as running (after a crash, or a wait). */
   private async resume(m: StoredObject, job: StoredObject, pass: Pass): Promise<boolean> {
     const record = ServerJobRecord.existing(this.d.jobs, pass, job);
-    const plan = await this.planOf(String(job.task));
+    const plan = await this.planOf(String(job.task), pass.source);
     if (!('actions' in plan)) return record.end('failed', ['error' in plan ? plan.error : `${String(job.task)} is an agent task`]);
     return this.runActions(m, plan.actions, record, pass);
   }
@@ -501,12 +518,9 @@ export class Triggers {
       if (e.type === 'machines') this.seen.delete(e.key);
       return;
     }
-    let o: StoredObject;
-    try {
-      o = JSON.parse(e.object) as StoredObject;
-    } catch {
-      return;
-    }
+    const v = eventObject(e);
+    if (!v || typeof v !== 'object') return;
+    const o = v as StoredObject;
     if (e.type === 'jobs') {
       if (o.context !== 'server' && (o.state === 'finished' || o.state === 'failed' || o.state === 'incomplete')) this.request(String(o.machine));
       return;
