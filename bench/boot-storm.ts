@@ -3,7 +3,7 @@
 // concurrent clients at blksize 1468. A/B rounds interleaved, medians reported.
 import { httpLoad } from './http-load.js';
 import { api, load, median, pct, type Row, type Server } from './lib.js';
-import { tftpGet } from './tftp-client.js';
+import { tftpGet, tftpStats } from './tftp-client.js';
 
 const mac = (i: number) => `02:00:${[i >> 24, i >> 16, i >> 8, i].map((b) => (b & 255).toString(16).padStart(2, '0')).join(':')}`;
 
@@ -31,6 +31,7 @@ export async function bootStorm(s: Server, n: number, opts: { rounds: number; se
   if (errors > 0) throw new Error(`boot-storm: ${errors} failed requests`);
   const tftpPort = s.tftpPort;
   let tftpRate = NaN;
+  const resent = tftpStats.retransmits;
   if (tftpPort) {
     const t0 = performance.now();
     await load(opts.tftpFiles, 200, async () => { await tftpGet('127.0.0.1', tftpPort, `${mac(Math.floor(Math.random() * n))}.ipxe`); });
@@ -38,7 +39,7 @@ export async function bootStorm(s: Server, n: number, opts: { rounds: number; se
   }
   const ratio = median(boot) / median(base);
   const p99 = pct(bootLat, 99);
-  console.log(`boot-storm: ${n} machines, ${bytes}-byte iPXE files; boot ${median(boot).toFixed(0)} req/s vs constant ${median(base).toFixed(0)} req/s (rounds ${boot.map((x) => x.toFixed(0)).join('/')} vs ${base.map((x) => x.toFixed(0)).join('/')}); constant p99 ${pct(baseLat, 99).toFixed(1)} ms`);
+  console.log(`boot-storm: ${n} machines, ${bytes}-byte iPXE files; boot ${median(boot).toFixed(0)} req/s vs constant ${median(base).toFixed(0)} req/s (rounds ${boot.map((x) => x.toFixed(0)).join('/')} vs ${base.map((x) => x.toFixed(0)).join('/')}); constant p99 ${pct(baseLat, 99).toFixed(1)} ms; TFTP ${opts.tftpFiles} files, ${tftpStats.retransmits - resent} client retransmissions`);
   return [
     { name: 'boot-storm', metric: 'HTTP req/s', value: median(boot), baseline: median(base), ratio, target: '≥ 0.6', pass: ratio >= 0.6 },
     { name: 'boot-storm', metric: 'HTTP p99 ms', value: p99, baseline: pct(baseLat, 99), ratio: p99 / pct(baseLat, 99), target: '≤ 20 ms', pass: p99 <= 20 },
