@@ -44,7 +44,7 @@ function trusted(list: BlockList, ip: string): boolean {
   if (v === undefined) {
     const family = isIP(ip);
     v = family !== 0 && list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
-    if (known.size >= 10_000) known.clear();
+    if (known.size >= 100_000) known.clear();
     known.set(ip, v);
   }
   return v;

@@ -201,6 +201,27 @@ describe('POST /events (user state)', () => {
     }
   });
 
+  it('follows an address that moves to another machine, and one that is given up', async () => {
+    const mk = (name: string, address?: string) => a.s.store.create('machines', { name, ...(address ? { address } : {}) }, { principal: SystemPrincipal });
+    const x = String((await mk('us-move-x', '10.0.7.7')).uuid);
+    const y = String((await mk('us-move-y')).uuid);
+    const send = (code: number) => post({ from: '10.0.7.7', payload: { state: 'running', code } });
+    const first = await send(1070);
+    expect(first.json()).toMatchObject({ machine: x }); // this process now knows 10.0.7.7 as x
+    expect((await send(1071)).json().machine).toBe(x);
+    await a.s.store.update('machines', x, (o) => ({ ...o, address: '10.0.7.8' }), { principal: SystemPrincipal });
+    await a.s.store.update('machines', y, (o) => ({ ...o, address: '10.0.7.7' }), { principal: SystemPrincipal });
+    const moved = await send(1072);
+    expect(moved.statusCode).toBe(201);
+    expect(moved.json().machine).toBe(y);
+    expect((await a.app.inject({ url: '/metadata', remoteAddress: '10.0.7.7' })).json().id).toBe(y);
+    await a.s.store.update('machines', y, (o) => ({ ...o, address: '' }), { principal: SystemPrincipal });
+    expect((await send(1073)).statusCode).toBe(404);
+    expect((await a.app.inject({ method: 'POST', url: '/phone-home', remoteAddress: '10.0.7.7' })).statusCode).toBe(404);
+    expect((await timeline(x)).map((e) => e.type)).toEqual(['user.1071', 'user.1070']);
+    expect((await timeline(y)).map((e) => e.type)).toEqual(['user.1072']);
+  });
+
   it('POST /phone-home records provisioning.phone_home', async () => {
     const res = await a.app.inject({ method: 'POST', url: '/phone-home', remoteAddress: '10.0.0.2', payload: 'instance_id=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(res.statusCode).toBe(201);
