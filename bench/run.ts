@@ -12,8 +12,8 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const SIZES = {
-  tiny: { storeScale: 300, userState: { machines: 50, rounds: 1, seconds: 0.3, connections: 20 }, wsFanout: { clients: 20, wildcards: 2, events: 200, producers: 2, rounds: 1, pacedRate: 1000 }, eventsQuery: { machines: 20, events: 8000, rounds: 1, queries: 50, concurrency: 4 }, workflow: 50, agent: 20, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
-  full: { storeScale: 100_000, userState: { machines: 10_000, rounds: 5, seconds: 4, connections: 200 }, wsFanout: { clients: 1000, wildcards: 10, events: 20_000, producers: 2, rounds: 3, pacedRate: 2000 }, eventsQuery: { machines: 10_000, events: 1_000_000, rounds: 3, queries: 2000, concurrency: 4 }, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
+  tiny: { storeScale: { machines: 300, restSeconds: 1 }, userState: { machines: 50, rounds: 1, seconds: 0.3, connections: 20 }, wsFanout: { clients: 20, wildcards: 2, events: 200, producers: 2, rounds: 1, pacedRate: 1000 }, eventsQuery: { machines: 20, events: 8000, rounds: 1, queries: 50, concurrency: 4 }, workflow: 50, agent: 20, boot: { machines: 50, rounds: 1, seconds: 1, tftpFiles: 50 } },
+  full: { storeScale: { machines: 100_000, restSeconds: 45 }, userState: { machines: 10_000, rounds: 5, seconds: 4, connections: 200 }, wsFanout: { clients: 1000, wildcards: 10, events: 20_000, producers: 2, rounds: 3, pacedRate: 2000 }, eventsQuery: { machines: 10_000, events: 1_000_000, rounds: 3, queries: 2000, concurrency: 4 }, workflow: 1000, agent: 500, boot: { machines: 10_000, rounds: 5, seconds: 4, tftpFiles: 4000 } },
 } as const;
 
 /** Runs one benchmark against a server started for it, and always stops that server. */
@@ -35,7 +35,7 @@ export const benches: Record<string, (size: (typeof SIZES)[keyof typeof SIZES]) 
   },
   'boot-storm': (size) => withServer(startServer(), (s) => bootStorm(s, size.boot.machines, size.boot)),
   // as deployed: BENCH.md bounds the api process; a worker process derives the machines' timelines
-  'store-scale': (size) => withServer(startServer({ env: { IRONFLOW_ROLE: 'api' }, workers: 1 }), (s) => storeScale(s, size.storeScale)),
+  'store-scale': (size) => withServer(startServer({ env: { IRONFLOW_ROLE: 'api' }, workers: 1 }), (s) => storeScale(s, size.storeScale.machines, size.storeScale.restSeconds)),
   workflow: (size) => withServer(startServer(), (s) => workflowBench(s, size.workflow)),
   agent: (size) => withServer(startServer(), (s) => agentBench(s, size.agent)),
 };
