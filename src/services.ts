@@ -58,7 +58,10 @@ export function buildServices(config: Config, redis: Redis, connect: Connect, lo
   const bus = new EventBus(redis, () => connect({ blocking: true, name: 'ironflow-events' }), keys, config.eventsMaxLen);
   const timeline = new Timeline(redis, keys, bus, config.timelineMaxLen);
   const queues = new QueueClient(connect({ name: 'ironflow-queues' }), config.redisPrefix);
-  const objectCache = new ObjectCache(backend, () => backend.contentVersion(), (apply) => void bus.subscribe(apply));
+  const objectCache = new ObjectCache(backend, () => backend.contentVersion(), (apply, reset) => {
+    bus.subscribe(apply);
+    bus.onGap(reset);
+  });
   return { config, store, objectCache, params: new ParamResolver(store, (x) => secrets.reveal(x), objectCache), prefs, secrets, limits: new RateLimiters(config.rateLimits), guard: new AuthGuard(signer, store, {
     read: async () => Number((await redis.get(keys.extra('token-epoch'))) ?? 0),
     bump: () => redis.incr(keys.extra('token-epoch')),

@@ -37,6 +37,7 @@ export class IndexSync {
   private started = false;
   private closed = false;
   private unsubscribe: (() => void) | undefined;
+  private unsubscribeGap: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly waiters = new Set<{ id: string; done: (ok: boolean) => void }>();
   private readyPromise: Promise<void> | undefined;
@@ -70,6 +71,7 @@ export class IndexSync {
       this.queue.push(e);
       void this.drain();
     });
+    this.unsubscribeGap ??= this.deps.bus.onGap(() => this.rebuild());
     const head = await this.head();
     await this.cache.load(this.deps.store);
     this.index.clear();
@@ -81,6 +83,17 @@ export class IndexSync {
     await this.drain();
     const size = this.index.size;
     this.deps.log.info({ machines: size.machines, paths: size.paths, ms: Date.now() - started }, 'boot path index built');
+  }
+
+  /**
+   * The event tail lost events (trimmed before it read them): the index and caches are built again
+   * from the store. Events are held meanwhile (as during the first build); requests wait in ready().
+   */
+  private rebuild(): void {
+    if (this.closed) return;
+    this.deps.log.warn('the event tail fell behind the event stream cap; rebuilding the boot path index');
+    this.started = false;
+    this.readyPromise = this.buildWithRetry();
   }
 
   /** The id of the newest event in the stream ('0-0' when it is empty). */
@@ -115,7 +128,7 @@ export class IndexSync {
     if (this.draining || !this.started || this.closed) return;
     this.draining = true;
     try {
-      while (!this.closed) {
+      while (!this.closed && this.started) {
         if (this.pullWanted) {
           this.pullWanted = false;
           await this.pull();
@@ -203,6 +216,7 @@ export class IndexSync {
     this.closed = true;
     clearTimeout(this.retryTimer);
     this.unsubscribe?.();
+    this.unsubscribeGap?.();
     for (const w of [...this.waiters]) w.done(false);
   }
 }

@@ -6,6 +6,7 @@ import type { Principal } from '../models/principal.js';
 import { principalId } from '../models/principal.js';
 import type { StoredEvent } from '../store/backend.js';
 import type { StoreKeys } from '../store/keys.js';
+import { compareIds } from '../store/stream-ids.js';
 
 export interface PublishInput {
   type: string;
@@ -45,8 +46,12 @@ export function eventObject(e: StoredEvent): unknown {
   return v;
 }
 
+/** Events per tail read; a full read is the sign of a tail that may have fallen behind the stream's cap. */
+const TAIL_BATCH = 1000;
+
 export class EventBus {
   private readonly listeners = new Set<EventListener>();
+  private readonly gapListeners = new Set<() => void>();
   private tailing = false;
   private stopped = false;
   private lastId = '$';
@@ -70,6 +75,25 @@ export class EventBus {
     return id!;
   }
 
+  /**
+   * Told when the tail finds that events it had not read yet were trimmed from the stream (it fell more
+   * than the stream's cap behind): whatever is kept current from events must be rebuilt from the store.
+   */
+  onGap(listener: () => void): () => void {
+    this.gapListeners.add(listener);
+    return () => this.gapListeners.delete(listener);
+  }
+
+  /**
+   * Whether entries after `id` may have been trimmed: the stream now starts past it. (Trimming drops
+   * whole nodes from the front, so this may also say yes when only `id` and older went: a rebuild
+   * that was not needed, never a gap missed.)
+   */
+  private async trimmedAfter(id: string): Promise<boolean> {
+    const first = (await this.redis.xrange(this.keys.events(), '-', '+', 'COUNT', 1))[0]?.[0];
+    return first !== undefined && compareIds(first, id) > 0;
+  }
+
   /** Listens to every event published after the tail started (by any process). */
   subscribe(listener: EventListener): () => void {
     this.listeners.add(listener);
@@ -82,13 +106,19 @@ export class EventBus {
     const blocking = (this.blocking ??= this.openBlocking());
     while (!this.stopped) {
       try {
-        const res = (await blocking.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.keys.events(), this.lastId)) as [string, [string, string[]][]][] | null;
-        for (const [, entries] of res ?? []) {
-          for (const [id, fields] of entries) {
-            this.lastId = id;
-            const e = parseStreamEntry(id, fields);
-            for (const l of this.listeners) l(e);
-          }
+        // '$' is resolved once, to the newest entry: re-sending '$' after a read that timed out would skip
+        // whatever was added between the two reads
+        if (this.lastId === '$') this.lastId = (await this.redis.xrevrange(this.keys.events(), '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
+        const from = this.lastId;
+        const res = (await blocking.xread('COUNT', TAIL_BATCH, 'BLOCK', 1000, 'STREAMS', this.keys.events(), from)) as [string, [string, string[]][]][] | null;
+        const entries = res?.[0]?.[1] ?? [];
+        if (entries.length === TAIL_BATCH && (await this.trimmedAfter(from))) {
+          for (const g of this.gapListeners) g();
+        }
+        for (const [id, fields] of entries) {
+          this.lastId = id;
+          const e = parseStreamEntry(id, fields);
+          for (const l of this.listeners) l(e);
         }
       } catch {
         if (this.stopped) break;

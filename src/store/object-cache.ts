@@ -41,9 +41,9 @@ export class ObjectCache {
   /**
    * @param backend where misses are read
    * @param version reads the content version (backend.contentVersion)
-   * @param start subscribes `apply` to the global stream; called on first use
+   * @param start subscribes `apply` to the global stream, and `reset` to its gaps; called on first use
    */
-  constructor(private readonly backend: Pick<Backend, 'getMany'>, private readonly version: () => Promise<string>, private readonly start: (apply: (e: StoredEvent) => void) => void) {}
+  constructor(private readonly backend: Pick<Backend, 'getMany'>, private readonly version: () => Promise<string>, private readonly start: (apply: (e: StoredEvent) => void, reset: () => void) => void) {}
 
   /** Applies one event of the global stream (every event, in stream order). */
   apply(e: StoredEvent): void {
@@ -62,7 +62,7 @@ export class ObjectCache {
   view(): ObjectSource {
     if (!this.started) {
       this.started = true;
-      this.start((e) => this.apply(e));
+      this.start((e) => this.apply(e), () => this.reset());
     }
     if (!this.pending) {
       const p = this.version();
@@ -102,7 +102,7 @@ export class ObjectCache {
     const raws = await this.backend.getMany(prefix, keys);
     const objs = raws.map((r) => (r === null ? undefined : (JSON.parse(r) as StoredObject)));
     if (fill && epoch === this.epoch) {
-      if (this.entries.size + keys.length > MAX_ENTRIES) this.clear();
+      if (this.entries.size + keys.length > MAX_ENTRIES) this.reset();
       keys.forEach((key, i) => {
         const k = `${prefix}\0${key}`;
         if ((this.generation.get(k) ?? 0) === gens[i]) this.entries.set(k, objs[i] ?? null);
@@ -113,7 +113,8 @@ export class ObjectCache {
     return objs;
   }
 
-  private clear(): void {
+  /** Forgets every entry (also when the event tail lost events: what they named may have changed). */
+  reset(): void {
     this.entries.clear();
     this.generation.clear();
     this.epoch++;
