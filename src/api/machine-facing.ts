@@ -119,25 +119,6 @@ export function registerMachineFacing(app: FastifyInstance, s: Services): void {
   });
   app.addHook('onClose', async () => stop());
 
-  // Address → machine uuid as last looked up here. A hit is only a guess: the machine read fresh must
-  // still have that address (its unique index moves with it in the same commit), else the index decides.
-  // One round trip for a known address instead of two (index, then object).
-  const lastOwner = new Map<string, string>();
-  const byAddress = async (ip: string): Promise<StoredObject | undefined> => {
-    const guess = lastOwner.get(ip);
-    if (guess !== undefined) {
-      const m = await s.store.get('machines', guess);
-      if (m && m.address === ip) return m;
-      lastOwner.delete(ip);
-    }
-    const m = await s.store.get('machines', `address:${ip}`);
-    if (m) {
-      if (lastOwner.size >= 100_000) lastOwner.clear();
-      lastOwner.set(ip, String(m.uuid));
-    }
-    return m;
-  };
-
   const limit = (reply: FastifyReply, key: string, who: string) => {
     const wait = s.limits.take('machine', key);
     if (wait > 0) {
@@ -170,7 +151,7 @@ export function registerMachineFacing(app: FastifyInstance, s: Services): void {
     limit(reply, ip, ip);
     const [only, machine] = await Promise.all([
       tokenOnly ? s.prefs.get('userStateTokenOnly') : Promise.resolve('false'),
-      isIP(ip) === 4 ? byAddress(ip) : Promise.resolve(undefined),
+      isIP(ip) === 4 ? s.store.get('machines', `address:${ip}`) : Promise.resolve(undefined),
     ]);
     if (only === 'true') throw new AppError('UNAUTHENTICATED', 'this server takes user state only with a machine token (preference userStateTokenOnly): send "Authorization: Bearer <machine token>"');
     if (!machine) {

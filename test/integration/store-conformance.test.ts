@@ -126,6 +126,25 @@ describe.each(backends)('store conformance: %s', (_name, make) => {
     await expect(s.get('machines', 'bootEnv:local')).rejects.toMatchObject({ code: 'INVALID' });
   });
 
+  it('follows a unique value to its new owner when another store (process) moves it', async () => {
+    const backend = make();
+    const a = new ObjectStore(backend);
+    const b = new ObjectStore(backend);
+    await a.ensureBuiltins();
+    await a.create('bootenvs', { name: 'local' }, opts);
+    const first = await b.create('machines', { name: 'moving', hardwareAddrs: ['52:54:00:00:0a:01'] }, opts);
+    expect((await a.get('machines', 'name:moving'))?.uuid).toBe(first.uuid); // a now remembers the owner
+    expect((await a.get('machines', 'hardwareAddrs:52:54:00:00:0a:01'))?.uuid).toBe(first.uuid);
+    await b.update('machines', String(first.uuid), (o) => ({ ...o, name: 'moved', hardwareAddrs: [] }), opts);
+    const second = await b.create('machines', { name: 'moving', hardwareAddrs: ['52:54:00:00:0A:01'] }, opts);
+    expect((await a.get('machines', 'name:moving'))?.uuid).toBe(second.uuid);
+    expect((await a.get('machines', 'hardwareAddrs:52:54:00:00:0a:01'))?.uuid).toBe(second.uuid);
+    expect((await a.get('machines', 'name:moved'))?.uuid).toBe(first.uuid);
+    await b.remove('machines', String(second.uuid), opts);
+    expect(await a.get('machines', 'name:moving')).toBeUndefined();
+    expect(await a.get('machines', 'hardwareAddrs:52:54:00:00:0a:01')).toBeUndefined();
+  });
+
   it('publishes one event per successful write, after it, with the public object', async () => {
     const s = await fresh();
     const before = await s.backend.readEvents('0', 10_000);
