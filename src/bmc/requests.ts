@@ -211,9 +211,11 @@ export class BmcRequests {
       const [ok, other] = (await this.redis.eval(CREATE, 4, this.key('active', uuid), this.key('requests', uuid), this.key('order', uuid), this.unfinishedKey,
         req.id, JSON.stringify(req), String(this.maxPerMachine), String(deadlineMs), `${uuid}/${req.id}`, `${uuid}/`)) as [number, string];
       if (ok === 1) break;
-      // The unfinished one may be past its deadline (a worker died): fail it, then try once more.
-      if (tries === 0 && (await this.expireIfOverdue(uuid, other))) continue;
+      // The unfinished one may be past its deadline (a worker died): fail it, then try again. It may also
+      // have ended since the script looked (its worker, or another process's deadline sweep): try again.
+      if (tries < 3 && (await this.expireIfOverdue(uuid, other))) continue;
       const cur = await this.read(uuid, other);
+      if (tries < 3 && (!cur || !isUnfinished(cur))) continue;
       throw new AppError('CONFLICT', `machines/${uuid} already has an unfinished BMC request ${other} (${cur?.state ?? 'pending'}: ${cur?.parameters.action ?? '?'}); wait until it succeeds or fails`, { kind: 'bmc', key: other });
     }
     await this.announce(req, principal);
