@@ -1,6 +1,7 @@
 // `ironflow jobs log JOB [--follow]`: prints a job's log as it is (bytes, not JSON). With --follow it
 // keeps printing from the last offset until the job has ended and its log is drained, woken by the
-// WebSocket (`machine_jobs.*.<machine>`) when one can be opened, else polling every --interval seconds.
+// WebSocket (`machine_jobs.log.<machine>` and `jobs.*.<job>`) when one can be opened, else polling
+// every --interval seconds.
 // (`jobs list` and `jobs show` are the generic object commands.)
 import { readFileSync } from 'node:fs';
 import { Waker } from '../agent/waker.js';
@@ -51,8 +52,10 @@ export async function jobsLog(env: NodeJS.ProcessEnv, endpointFlag: string | und
   offset += first.data.length;
   if (flags.follow !== 'true' || ENDED.has(first.state)) return;
   const { data } = await api.request('GET', `/jobs/${encodeURIComponent(job)}`);
-  const machine = String((data as { machine?: string }).machine ?? '');
-  const waker = new Waker(api.endpoint, token ?? '', [`machine_jobs.*.${machine}`]);
+  const { machine = '', uuid = job } = data as { machine?: string; uuid?: string };
+  // log chunks come as machine_jobs.log.<machine>; the job's own end as jobs.update.<job>, straight from
+  // its commit (the machine_jobs copy of it is made by a worker process, which may be busy or absent)
+  const waker = new Waker(api.endpoint, token ?? '', [`machine_jobs.log.${machine}`, `jobs.*.${uuid}`]);
   if (token && flags.websocket !== 'false') await waker.start();
   try {
     for (;;) {

@@ -1,7 +1,7 @@
 // `ironflow jobs log JOB [--follow]` against a listening server: the bytes as they are, and --follow
 // printing new output (woken by the WebSocket, or polling) until the job ends.
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jobsLog } from '../../src/cli/jobs.js';
 import { engineParts } from '../../src/jobs/job-service.js';
 import { SystemPrincipal } from '../../src/models/principal.js';
@@ -42,6 +42,9 @@ describe('ironflow jobs log', () => {
       await new Promise((r) => setTimeout(r, 200));
       await jobs.appendLog(job, Buffer.from(line));
     }
+    // the follower has printed everything and waits: only the job's end can wake it now (with no worker
+    // process here, nothing republishes that end as machine_jobs.update)
+    await vi.waitFor(() => expect(Buffer.concat(out).toString()).toBe('one\ntwo\nthree\n'), { timeout: 10_000 });
     await e.s.store.update('jobs', String(job.uuid), (j) => ({ ...j, state: 'finished', exitState: 'complete' }), { principal: SystemPrincipal });
     await following;
     expect(Buffer.concat(out).toString()).toBe('one\ntwo\nthree\n');
