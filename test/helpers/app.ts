@@ -73,3 +73,41 @@ export async function createTestApp(opts: { content?: string[]; log?: Logger; en
     },
   };
 }
+
+export interface PeerApp {
+  app: FastifyInstance;
+  services: Services;
+  close(): Promise<void>;
+}
+
+/**
+ * Another api process on `a`'s prefix and data dir (what a second `ironflow serve --role api` builds).
+ * `tailRead` wraps every read of its event-bus tail (to delay or hold it).
+ */
+export async function peerApp(a: TestApp, opts: { env?: Record<string, string>; tailRead?: (read: () => Promise<unknown>) => Promise<unknown> } = {}): Promise<PeerApp> {
+  const config = loadConfig({ IRONFLOW_DATA_DIR: a.services.config.dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: a.prefix, IRONFLOW_LOG_LEVEL: 'silent', ...opts.env });
+  const connections: Redis[] = [];
+  const connect = (o: { blocking?: boolean }) => {
+    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: o.blocking ? null : 1 });
+    connections.push(c);
+    const wrap = opts.tailRead;
+    if (o.blocking && wrap) {
+      const xread = c.xread.bind(c) as (...args: unknown[]) => Promise<unknown>;
+      (c as unknown as { xread: (...args: unknown[]) => Promise<unknown> }).xread = (...args) => wrap(() => xread(...args));
+    }
+    return c;
+  };
+  const services = buildServices(config, connect({}), connect, pino({ level: 'silent' }));
+  const app = await buildApp(services);
+  await app.ready();
+  return {
+    app,
+    services,
+    async close() {
+      await app.close();
+      services.bus.close();
+      await services.queues.close();
+      connections.forEach((c) => c.disconnect());
+    },
+  };
+}

@@ -2,62 +2,20 @@
 // other at once, and its old paths 404 there too, even when the second one's event tail lags behind.
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { buildServices, type Services } from '../../src/services.js';
-import { ADMIN_PASSWORD, createTestApp, type TestApp } from '../helpers/app.js';
-import { testRedisUrl } from '../helpers/redis.js';
+import { createTestApp, peerApp, type PeerApp, type TestApp } from '../helpers/app.js';
 import { fixtureParams, repoRoot } from '../helpers/render-content.js';
 
 const TAIL_LAG_MS = 1500;
 
-interface Second {
-  app: FastifyInstance;
-  services: Services;
-  close(): Promise<void>;
-}
-
-/** A second api process on A's prefix whose event-bus tail answers every read 1.5 s late. */
-async function secondProcess(a: TestApp): Promise<Second> {
-  const config = loadConfig({ IRONFLOW_DATA_DIR: a.services.config.dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: a.prefix, IRONFLOW_LOG_LEVEL: 'silent' });
-  const connections: Redis[] = [];
-  const connect = (o: { blocking?: boolean }) => {
-    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: o.blocking ? null : 1 });
-    connections.push(c);
-    if (o.blocking) {
-      const xread = c.xread.bind(c) as (...args: unknown[]) => Promise<unknown>;
-      (c as unknown as { xread: (...args: unknown[]) => Promise<unknown> }).xread = async (...args) => {
-        await new Promise((r) => setTimeout(r, TAIL_LAG_MS));
-        return xread(...args);
-      };
-    }
-    return c;
-  };
-  const services = buildServices(config, connect({}), connect, pino({ level: 'silent' }));
-  const app = await buildApp(services);
-  await app.ready();
-  return {
-    app,
-    services,
-    async close() {
-      await app.close();
-      services.bus.close();
-      await services.queues.close();
-      connections.forEach((c) => c.disconnect());
-    },
-  };
-}
-
 let a: TestApp;
-let b: Second;
+let b: PeerApp;
 const get = (app: FastifyInstance, path: string) => app.inject({ method: 'GET', url: `/boot/${path}`, headers: { host: '10.0.0.1:8080' } });
 
 beforeAll(async () => {
   a = await createTestApp({ content: [join(repoRoot, 'content')] });
-  b = await secondProcess(a);
+  // its event-bus tail answers every read 1.5 s late
+  b = await peerApp(a, { tailRead: async (read) => { await new Promise((r) => setTimeout(r, TAIL_LAG_MS)); return read(); } });
   await b.app.bootFiles.sync.ready();
 });
 afterAll(async () => {

@@ -3,54 +3,22 @@
 // rebuilt: the object cache starts over and the boot path index is built again from the store.
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
 import { SystemPrincipal } from '../../src/models/principal.js';
-import { buildServices, type Services } from '../../src/services.js';
 import { compareIds } from '../../src/store/stream-ids.js';
-import { ADMIN_PASSWORD, createTestApp, type TestApp } from '../helpers/app.js';
-import { testRedisUrl } from '../helpers/redis.js';
+import { createTestApp, peerApp, type PeerApp, type TestApp } from '../helpers/app.js';
 import { repoRoot } from '../helpers/render-content.js';
 
 const MAXLEN = 1000;
 let writer: TestApp;
-let reader: { app: FastifyInstance; services: Services; close(): Promise<void> };
+let reader: PeerApp;
 /** while set, the reader's event tail waits before each read */
 let gate: Promise<void> | undefined;
 let open: () => void = () => undefined;
 
 beforeAll(async () => {
   writer = await createTestApp({ content: [join(repoRoot, 'content')], env: { IRONFLOW_EVENTS_MAXLEN: String(MAXLEN) } });
-  const config = loadConfig({ IRONFLOW_DATA_DIR: writer.services.config.dataDir, IRONFLOW_ADMIN_PASSWORD: ADMIN_PASSWORD, IRONFLOW_REDIS_PREFIX: writer.prefix, IRONFLOW_LOG_LEVEL: 'silent', IRONFLOW_EVENTS_MAXLEN: String(MAXLEN) });
-  const connections: Redis[] = [];
-  const connect = (o: { blocking?: boolean }) => {
-    const c = new Redis(testRedisUrl(), { maxRetriesPerRequest: o.blocking ? null : 1 });
-    connections.push(c);
-    if (o.blocking) {
-      const xread = c.xread.bind(c) as (...args: unknown[]) => Promise<unknown>;
-      (c as unknown as { xread: (...args: unknown[]) => Promise<unknown> }).xread = async (...args) => {
-        await gate;
-        return xread(...args);
-      };
-    }
-    return c;
-  };
-  const services = buildServices(config, connect({}), connect, pino({ level: 'silent' }));
-  const app = await buildApp(services);
-  await app.ready();
-  reader = {
-    app,
-    services,
-    async close() {
-      await app.close();
-      services.bus.close();
-      await services.queues.close();
-      connections.forEach((c) => c.disconnect());
-    },
-  };
+  reader = await peerApp(writer, { env: { IRONFLOW_EVENTS_MAXLEN: String(MAXLEN) }, tailRead: async (read) => { await gate; return read(); } });
 });
 afterAll(async () => {
   open();
