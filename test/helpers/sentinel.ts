@@ -23,7 +23,7 @@ export interface RedisNode {
   stop(): Promise<void>;
 }
 
-async function waitPing(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+async function waitPing(port: number, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
   const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   probe.on('error', () => {});
   const deadline = Date.now() + timeoutMs;
@@ -74,6 +74,11 @@ async function startNode(port: number, dir: string, args: string[], program = 'r
 const dataArgs = (port: number, dir: string) => ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
   '--appendfsync', 'always', '--save', '', '--daemonize', 'no', '--loglevel', 'warning'];
 
+/** A standalone data node (AOF, `appendfsync always`) that can be killed and restarted on its port and dir. */
+export function startDataNode(port: number, dir: string): Promise<RedisNode> {
+  return startNode(port, dir, dataArgs(port, dir));
+}
+
 export interface SentinelDeployment {
   primary: RedisNode;
   replicas: RedisNode[];
@@ -102,7 +107,7 @@ export async function startSentinelDeployment(opts: { replicas?: number; downAft
   try {
     const dirOf = (name: string) => mkdtempSync(join(root, `${name}-`));
     const pDir = dirOf('primary');
-    const primary = await startNode(pPort!, pDir, dataArgs(pPort!, pDir));
+    const primary = await startDataNode(pPort!, pDir);
     started.push(primary);
     const replicas: RedisNode[] = [];
     for (const port of rPorts) {
